@@ -1,0 +1,17 @@
+/*
+ * ctl.h - the sub-commands of sendguardctl, one file each. Each takes the
+ * loaded config (never NULL) and the arguments after its own name, and
+ * returns the process exit code.
+ */
+#ifndef SG_CTL_H
+#define SG_CTL_H
+
+#include "sg_conf.h"
+
+int sg_ctl_check(sg_conf_t *conf, int argc, char **argv);     /* ctl_check.c */
+int sg_ctl_limits(sg_conf_t *conf, int argc, char **argv);    /* ctl_check.c */
+int sg_ctl_status(sg_conf_t *conf, int argc, char **argv);    /* ctl_status.c */
+int sg_ctl_reset(sg_conf_t *conf, int argc, char **argv);     /* ctl_status.c */
+int sg_ctl_ovh(sg_conf_t *conf, int argc, char **argv);       /* ctl_ovh.c */
+
+#endif

@@ -1,0 +1,191 @@
+/*
+ * ctl_status.c - `sendguardctl status` and `sendguardctl reset`: the
+ * shared state of accounts as every relay sees it (Redis store).
+ *
+ * Must not: change counters except through sg_store_reset.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "ctl.h"
+#include "sg_policy.h"
+#include "sg_store.h"
+
+#define EX_UNAVAILABLE_ 69
+
+static sg_store_t *open_shared(const struct sg_settings *s)
+{
+    char err[256] = "";
+    sg_store_t *st;
+
+    if (s->store_backend != SG_STORE_REDIS) {
+        fprintf(stderr, "sendguardctl: store.backend is \"memory\": its counters live inside each "
+                        "sendguard process; status and reset need store.backend = \"redis\"\n");
+        return NULL;
+    }
+    st = sg_store_redis_new(&s->redis, err, sizeof(err));
+    if (st == NULL)
+        fprintf(stderr, "sendguardctl: store: %s\n", err);
+    return st;
+}
+
+/* The account an argument names: a configured address, or an identity. */
+static void resolve(const struct sg_settings *s, const char *arg, char *account,
+                    const struct sg_limit **limits, size_t *nlimits)
+{
+    char id[SG_ADDR_MAX + 1];
+    const struct sg_account *a;
+
+    sg_policy_normalize(s, arg, id);
+    a = sg_policy_account(s, id);
+    snprintf(account, SG_ADDR_MAX + 1, "%s", a ? a->address : id);
+    *limits = a ? a->limits : s->limits;
+    *nlimits = a ? a->nlimits : s->nlimits;
+}
+
+static json_t *account_json(sg_store_t *st, const char *account,
+                            const struct sg_limit *limits, size_t nlimits, int *err)
+{
+    struct sg_usage usage[SG_STORE_MAX_LIMITS];
+    struct sg_account_state state;
+    json_t *o = json_object(), *lims = json_array();
+
+    if (sg_store_usage(st, account, limits, nlimits, usage) != 0 ||
+        sg_store_state_get(st, account, &state) != 0)
+        *err = 1;
+    json_object_set_new(o, "account", json_string(account));
+    json_object_set_new(o, "blocked", json_boolean(state.blocked));
+    json_object_set_new(o, "phase", json_string(state.phase[0] ? state.phase : "ok"));
+    json_object_set_new(o, "ticket", state.ticket >= 0 ? json_integer(state.ticket) : json_null());
+    json_object_set_new(o, "api_state", json_string(state.state));
+    json_object_set_new(o, "since_ms", json_integer(state.since_ms));
+    json_object_set_new(o, "checked_ms", json_integer(state.checked_ms));
+    json_object_set_new(o, "note", json_string(state.note));
+    for (size_t i = 0; i < nlimits; i++) {
+        json_t *l = json_object();
+
+        json_object_set_new(l, "name", json_string(limits[i].name));
+        json_object_set_new(l, "window_ms", json_integer((json_int_t)limits[i].window_ms));
+        json_object_set_new(l, "action", json_string(sg_action_name(limits[i].action)));
+        for (int u = 0; u < SG_UNIT_COUNT; u++) {
+            json_t *x;
+            if (limits[i].cap[u] == 0)
+                continue;
+            x = json_object();
+            json_object_set_new(x, "used", json_integer((json_int_t)usage[i].used[u]));
+            json_object_set_new(x, "cap", json_integer((json_int_t)limits[i].cap[u]));
+            json_object_set_new(l, sg_unit_name((enum sg_unit)u), x);
+        }
+        json_array_append_new(lims, l);
+    }
+    json_object_set_new(o, "limits", lims);
+    return o;
+}
+
+static void print_account(const json_t *o)
+{
+    size_t i;
+    json_t *l;
+
+    printf("%s: %s", json_string_value(json_object_get(o, "account")),
+           json_is_true(json_object_get(o, "blocked")) ? "BLOCKED" : "ok");
+    if (json_is_integer(json_object_get(o, "ticket")))
+        printf(", ticket %lld", (long long)json_integer_value(json_object_get(o, "ticket")));
+    if (json_string_length(json_object_get(o, "note")) > 0)
+        printf(" (%s)", json_string_value(json_object_get(o, "note")));
+    printf("\n");
+    json_array_foreach(json_object_get(o, "limits"), i, l) {
+        printf("  %-12s", json_string_value(json_object_get(l, "name")));
+        for (int u = 0; u < SG_UNIT_COUNT; u++) {
+            json_t *x = json_object_get(l, sg_unit_name((enum sg_unit)u));
+            long long used, cap;
+            if (x == NULL)
+                continue;
+            used = json_integer_value(json_object_get(x, "used"));
+            cap = json_integer_value(json_object_get(x, "cap"));
+            printf("  %s %lld/%lld (%lld%%)", sg_unit_name((enum sg_unit)u), used, cap,
+                   cap ? used * 100 / cap : 0);
+        }
+        printf("\n");
+    }
+}
+
+int sg_ctl_status(sg_conf_t *conf, int argc, char **argv)
+{
+    const struct sg_settings *s = sg_conf_settings(conf);
+    const char *only = NULL;
+    int as_json = 0, err = 0;
+    json_t *all = json_array();
+    sg_store_t *st;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            as_json = 1;
+        else if (only == NULL && argv[i][0] != '-')
+            only = argv[i];
+        else {
+            fprintf(stderr, "usage: sendguardctl status [ACCOUNT] [--json]\n");
+            json_decref(all);
+            return 64;
+        }
+    }
+    if ((st = open_shared(s)) == NULL) {
+        json_decref(all);
+        return EX_UNAVAILABLE_;
+    }
+    if (only != NULL) {
+        char account[SG_ADDR_MAX + 1];
+        const struct sg_limit *limits;
+        size_t n;
+
+        resolve(s, only, account, &limits, &n);
+        json_array_append_new(all, account_json(st, account, limits, n, &err));
+    } else {
+        for (size_t i = 0; i < s->naccounts; i++)
+            json_array_append_new(all, account_json(st, s->accounts[i].address,
+                                                    s->accounts[i].limits,
+                                                    s->accounts[i].nlimits, &err));
+    }
+    if (err) {
+        fprintf(stderr, "sendguardctl: the store could not be read (is Redis up?)\n");
+    } else if (as_json) {
+        json_dumpf(all, stdout, JSON_INDENT(2));
+        printf("\n");
+    } else {
+        size_t i;
+        json_t *o;
+        json_array_foreach(all, i, o)
+            print_account(o);
+    }
+    json_decref(all);
+    sg_store_free(st);
+    return err ? EX_UNAVAILABLE_ : 0;
+}
+
+int sg_ctl_reset(sg_conf_t *conf, int argc, char **argv)
+{
+    const struct sg_settings *s = sg_conf_settings(conf);
+    char account[SG_ADDR_MAX + 1];
+    const struct sg_limit *limits;
+    size_t n;
+    sg_store_t *st;
+    int rc;
+
+    if (argc != 2) {
+        fprintf(stderr, "usage: sendguardctl reset ACCOUNT\n");
+        return 64;
+    }
+    if ((st = open_shared(s)) == NULL)
+        return EX_UNAVAILABLE_;
+    resolve(s, argv[1], account, &limits, &n);
+    rc = sg_store_reset(st, account);
+    sg_store_free(st);
+    if (rc != 0) {
+        fprintf(stderr, "sendguardctl: reset %s failed (is Redis up?)\n", account);
+        return EX_UNAVAILABLE_;
+    }
+    printf("%s: counters reset\n", account);
+    return 0;
+}

@@ -1,0 +1,306 @@
+/*
+ * sg_policy.c - the decision for one message: who sent it (identity),
+ * which OVHcloud account carries it, whether its limits let it through,
+ * and what to tell the MTA.
+ *
+ * Pure apart from the store it is handed: no syslog, no libmilter, no
+ * network of its own, no exit(). Every string it gets may hold hostile
+ * bytes; none of them reaches the SMTP reply text.
+ */
+#include "sg_policy.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DISTINCT_STACK 64
+
+static uint64_t fnv64(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+char *sg_policy_normalize(const struct sg_settings *s, const char *in, char *out)
+{
+    const char *b = in ? in : "", *e;
+    size_t n, at;
+    char *p;
+
+    while (*b == ' ' || *b == '\t')
+        b++;
+    e = b + strlen(b);
+    while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    if (e - b >= 2 && *b == '<' && e[-1] == '>') {
+        b++;
+        e--;
+    }
+    n = (size_t)(e - b);
+    if (n == 0) {
+        strcpy(out, "<>");
+        return out;
+    }
+    if (n > SG_ADDR_MAX) {
+        /* Keep distinct over-long inputs distinct: cut, then a hash of the whole. */
+        memcpy(out, b, SG_ADDR_MAX - 17);
+        snprintf(out + SG_ADDR_MAX - 17, 18, "#%016llx", (unsigned long long)fnv64(b, n));
+        n = SG_ADDR_MAX;
+    } else {
+        memcpy(out, b, n);
+        out[n] = '\0';
+    }
+    if (s->lowercase)
+        for (p = out; *p; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a');
+    if (s->strip_tag && s->tag_separator) {
+        char *atp = strrchr(out, '@');
+        char *tag;
+
+        at = atp ? (size_t)(atp - out) : strlen(out);
+        tag = memchr(out, s->tag_separator, at);
+        if (tag != NULL && tag > out)
+            memmove(tag, out + at, strlen(out + at) + 1);
+    }
+    return out;
+}
+
+bool sg_policy_match(const char *pat, const char *str)
+{
+    const char *star = NULL, *resume = NULL;
+
+    while (*str) {
+        if (*pat == '*') {
+            star = pat++;
+            resume = str;
+        } else if (*pat == *str) {
+            pat++;
+            str++;
+        } else if (star != NULL) {
+            pat = star + 1;
+            str = ++resume;
+        } else {
+            return false;
+        }
+    }
+    while (*pat == '*')
+        pat++;
+    return *pat == '\0';
+}
+
+const struct sg_account *sg_policy_account(const struct sg_settings *s, const char *identity)
+{
+    for (size_t i = 0; i < s->naccounts; i++)
+        for (size_t j = 0; j < s->accounts[i].nsenders; j++)
+            if (sg_policy_match(s->accounts[i].senders[j], identity))
+                return &s->accounts[i];
+    return NULL;
+}
+
+uint64_t sg_policy_rcpt_hash(const char *rcpt)
+{
+    return fnv64(rcpt, strlen(rcpt));
+}
+
+static bool allowed(const struct sg_settings *s, const char *identity)
+{
+    for (size_t i = 0; i < s->nallow; i++)
+        if (sg_policy_match(s->allow[i], identity))
+            return true;
+    return false;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Deduplicated hashes of the normalised recipients. */
+static size_t rcpt_hashes(const struct sg_settings *s, const struct sg_request *req,
+                          uint64_t *h)
+{
+    char buf[SG_ADDR_MAX + 1];
+    size_t n = 0;
+
+    for (size_t i = 0; i < req->nrcpts; i++)
+        h[i] = sg_policy_rcpt_hash(sg_policy_normalize(s, req->rcpts[i], buf));
+    qsort(h, req->nrcpts, sizeof(*h), cmp_u64);
+    for (size_t i = 0; i < req->nrcpts; i++)
+        if (n == 0 || h[n - 1] != h[i])
+            h[n++] = h[i];
+    return n;
+}
+
+/* Printable, %-free copy of a config name for SMTP reply text. */
+static void reply_safe(char *dst, size_t size, const char *src)
+{
+    size_t o = 0;
+
+    for (; src && *src && o + 1 < size; src++)
+        if (*src > 0x20 && *src < 0x7f && *src != '%' && *src != '\\')
+            dst[o++] = *src;
+    dst[o] = '\0';
+}
+
+static void human_duration(char *buf, size_t size, uint64_t ms)
+{
+    uint64_t s = (ms + 999) / 1000;
+
+    if (s < 120)
+        snprintf(buf, size, "%llus", (unsigned long long)s);
+    else if (s < 7200)
+        snprintf(buf, size, "%llum", (unsigned long long)((s + 59) / 60));
+    else if (s < 172800)
+        snprintf(buf, size, "%lluh", (unsigned long long)((s + 3599) / 3600));
+    else
+        snprintf(buf, size, "%llud", (unsigned long long)((s + 86399) / 86400));
+}
+
+static const char *unit_words(enum sg_unit u)
+{
+    static const char *w[] = { "messages", "recipients", "bytes", "distinct recipients" };
+    return w[u];
+}
+
+static void set_reply(struct sg_verdict *v, const char *code, const char *xcode)
+{
+    snprintf(v->smtp_code, sizeof(v->smtp_code), "%s", code);
+    snprintf(v->smtp_xcode, sizeof(v->smtp_xcode), "%s", xcode);
+}
+
+/* Text for a refusal by limit l: names the limit and, if it helps, when to retry. */
+static void over_reason(struct sg_verdict *v)
+{
+    char name[64], win[16], retry[16];
+
+    reply_safe(name, sizeof(name), v->limit->name);
+    human_duration(win, sizeof(win), v->limit->window_ms);
+    human_duration(retry, sizeof(retry), v->retry_after_ms);
+    if (v->too_big)
+        snprintf(v->reason, sizeof(v->reason),
+                 "sending limit %s: this message alone exceeds %llu %s per %s",
+                 name, (unsigned long long)v->cap, unit_words(v->unit), win);
+    else if (v->action == SG_ACT_TEMPFAIL)
+        snprintf(v->reason, sizeof(v->reason),
+                 "sending limit %s reached (%llu %s per %s), try again in %s",
+                 name, (unsigned long long)v->cap, unit_words(v->unit), win, retry);
+    else
+        snprintf(v->reason, sizeof(v->reason),
+                 "sending limit %s reached (%llu %s per %s)",
+                 name, (unsigned long long)v->cap, unit_words(v->unit), win);
+}
+
+void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fallback,
+                      const struct sg_request *req, struct sg_verdict *v)
+{
+    const struct sg_settings *s = sg_conf_settings(conf);
+    const struct sg_limit *limits;
+    uint64_t stack_h[DISTINCT_STACK], *h = stack_h;
+    struct sg_charge charge = { { 0 }, NULL, 0 };
+    struct sg_evidence ev = { 0 };
+    struct sg_store_result r;
+    size_t nlimits;
+    sg_store_t *used_store = primary;
+
+    memset(v, 0, sizeof(*v));
+    if (req->auth_authen != NULL && req->auth_authen[0] != '\0')
+        sg_policy_normalize(s, req->auth_authen, v->identity);
+    else
+        sg_policy_normalize(s, req->envfrom, v->identity);
+    v->acct = sg_policy_account(s, v->identity);
+    snprintf(v->account, sizeof(v->account), "%s", v->acct ? v->acct->address : v->identity);
+    limits = v->acct ? v->acct->limits : s->limits;
+    nlimits = v->acct ? v->acct->nlimits : s->nlimits;
+    v->allowed = allowed(s, v->identity);
+    v->store = "none";
+
+    charge.units[SG_UNIT_MESSAGES] = 1;
+    charge.units[SG_UNIT_RECIPIENTS] = req->nrcpts;
+    charge.units[SG_UNIT_BYTES] = req->size;
+    if (req->nrcpts > DISTINCT_STACK)
+        h = malloc(req->nrcpts * sizeof(*h));
+    if (h == NULL) {
+        v->action = SG_ACT_TEMPFAIL;
+        set_reply(v, "451", "4.3.0");
+        snprintf(v->reason, sizeof(v->reason), "sendguard: out of memory, try again later");
+        return;
+    }
+    charge.rcpt_hashes = h;
+    charge.nrcpt_hashes = rcpt_hashes(s, req, h);
+
+    ev.qid = req->qid;
+    ev.client_ip = req->client_ip;
+    ev.identity = v->identity;
+    ev.mailer = req->mailer;
+    ev.msgid = req->msgid;
+    ev.relay = req->relay;
+
+    if (sg_store_decide(primary, v->account, limits, nlimits, &charge, &ev,
+                        s->strict || v->allowed, &r) != 0 || r.status == SG_STORE_ERROR) {
+        v->store_error = true;
+        used_store = NULL;
+        if (s->store_on_error == SG_ON_ERROR_ACCEPT && fallback != NULL &&
+            sg_store_decide(fallback, v->account, limits, nlimits, &charge, &ev,
+                            s->strict || v->allowed, &r) == 0 && r.status != SG_STORE_ERROR)
+            used_store = fallback;
+    }
+    if (h != stack_h)
+        free(h);
+    if (used_store == NULL) {
+        v->action = s->store_on_error == SG_ON_ERROR_ACCEPT ? SG_ACT_ACCEPT : SG_ACT_TEMPFAIL;
+        if (v->action == SG_ACT_TEMPFAIL) {
+            set_reply(v, "451", "4.3.0");
+            snprintf(v->reason, sizeof(v->reason),
+                     "sendguard: rate store unavailable, try again later");
+        }
+        return;
+    }
+    v->store = sg_store_name(used_store);
+    if (nlimits > 0 && r.limit < nlimits) {
+        v->limit = &limits[r.limit];
+        v->unit = r.unit;
+        v->used = r.used;
+        v->cap = r.cap;
+    }
+    v->warned = r.warn_mask != 0;
+    v->action = SG_ACT_ACCEPT;
+
+    if (r.status == SG_STORE_OVER && !v->allowed) {
+        v->retry_after_ms = r.retry_after_ms;
+        v->action = v->limit->action;
+        v->too_big = r.retry_after_ms == 0;
+        if (v->too_big && v->action == SG_ACT_TEMPFAIL)
+            v->action = SG_ACT_REJECT;     /* would never fit: say so now, not in 5 days */
+        if (v->action == SG_ACT_WARN) {
+            v->warned = true;
+            v->action = SG_ACT_ACCEPT;
+        }
+        over_reason(v);
+    } else if (r.status == SG_STORE_OVER) {
+        v->warned = true;                  /* allowed sender over a cap: logged, let through */
+    }
+    if (r.lockdown) {
+        v->lockdown = true;
+        v->action = v->acct ? v->acct->on_block : s->on_block;
+        snprintf(v->reason, sizeof(v->reason),
+                 "account blocked for spam at OVHcloud: mail held until it is unblocked");
+    }
+    switch (v->action) {
+    case SG_ACT_TEMPFAIL:
+        set_reply(v, "451", "4.7.1");
+        break;
+    case SG_ACT_REJECT:
+        set_reply(v, "550", "5.7.1");
+        break;
+    default:
+        break;
+    }
+}

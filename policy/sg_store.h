@@ -1,0 +1,118 @@
+/*
+ * sg_store - where usage counters, account state and evidence live.
+ *
+ * Two backends behind one interface: "memory" (in-process, one relay) and
+ * "redis" (shared by every relay; one Lua script call per message).
+ * A backend decides and commits atomically: every limit is checked and the
+ * message is charged only if all pass (or, with charge_refused, always).
+ * Counters are changed only inside the backend, never read-modify-written
+ * by callers.
+ *
+ * The limit algorithm, in both backends, is a bucketed sliding window that
+ * counts its oldest bucket whole: with B = 60 buckets of width w = T/60,
+ * the usage checked at time t is the sum of the buckets that intersect
+ * [t-T, t], a superset of what was accepted in that window, so no sliding
+ * window of length T ever holds more than the cap. Distinct recipients
+ * are an exact set of 64-bit recipient hashes with their last-seen time.
+ */
+#ifndef SG_STORE_H
+#define SG_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sg_conf.h"
+
+#define SG_STORE_MAX_LIMITS 32
+#define SG_STORE_BUCKETS 60
+
+typedef struct sg_store sg_store_t;
+
+/* What one message costs. units[SG_UNIT_DISTINCT] is ignored: distinct
+ * recipients come from rcpt_hashes (deduplicated by the caller). */
+struct sg_charge {
+    uint64_t units[SG_UNIT_COUNT];
+    const uint64_t *rcpt_hashes;
+    size_t nrcpt_hashes;
+};
+
+/* Who sent what, recorded with each decided message (Redis backend; the
+ * memory backend ignores it). Any field may be NULL. */
+struct sg_evidence {
+    const char *qid;
+    const char *client_ip;
+    const char *identity;
+    const char *mailer;           /* User-Agent or X-Mailer */
+    const char *msgid;
+    const char *from_header_domain;
+    bool from_mismatch;           /* From: domain is not the account's */
+    const char *const *rcpt_domains; /* distinct, lower-cased */
+    size_t nrcpt_domains;
+    const char *relay;            /* this relay's name */
+};
+
+enum sg_store_status {
+    SG_STORE_OK = 0,              /* all limits pass; charged */
+    SG_STORE_OVER,                /* limits[limit] refused on unit */
+    SG_STORE_ERROR,               /* backend unavailable: caller falls back */
+};
+
+struct sg_store_result {
+    enum sg_store_status status;
+    size_t limit;                 /* tripped limit (OVER), else the fullest one */
+    enum sg_unit unit;
+    uint64_t used;                /* usage in the window (before charging, if OVER) */
+    uint64_t cap;
+    uint64_t retry_after_ms;      /* OVER: when the charge would fit again */
+    uint32_t warn_mask;           /* bit i: limit i crossed its warn_at, first time this window */
+    bool lockdown;                /* account state says blocked: apply on_block */
+};
+
+/* Usage of one limit, per unit, for status output. */
+struct sg_usage {
+    uint64_t used[SG_UNIT_COUNT];
+};
+
+/* The shared state of an account (block workflow). */
+struct sg_account_state {
+    bool blocked;                 /* lockdown on */
+    int64_t ticket;               /* spamTicketNumber, -1 when none */
+    int64_t since_ms;             /* when the current state began */
+    int64_t checked_ms;           /* last API check, 0 = never */
+    char state[32];               /* API "state" field, or "" */
+    char phase[32];               /* workflow: ok, blocked, replied, unblocked */
+    char note[256];               /* free text: reply time, who locked down... */
+};
+
+/* Clock for the memory backend (milliseconds; tests inject their own). */
+typedef uint64_t (*sg_clock_fn)(void *ctx);
+uint64_t sg_clock_realtime_ms(void *ctx);
+
+sg_store_t *sg_store_memory_new(sg_clock_fn clock, void *clock_ctx);
+/* NULL only on bad settings (err filled); an unreachable Redis is not an
+ * error here: decide() then returns SG_STORE_ERROR until it comes back. */
+sg_store_t *sg_store_redis_new(const struct sg_redis_settings *rs, char *err, size_t errlen);
+void sg_store_free(sg_store_t *st);
+const char *sg_store_name(const sg_store_t *st);
+
+/* The whole decision for one message of one account, atomically. */
+int sg_store_decide(sg_store_t *st, const char *account,
+                    const struct sg_limit *limits, size_t nlimits,
+                    const struct sg_charge *charge,
+                    const struct sg_evidence *ev, bool charge_refused,
+                    struct sg_store_result *out);
+
+/* Current usage of each limit (usage[i] for limits[i]); 0 or -1. */
+int sg_store_usage(sg_store_t *st, const char *account,
+                   const struct sg_limit *limits, size_t nlimits,
+                   struct sg_usage *usage);
+
+/* Forget an account's counters (not its state). 0 or -1. */
+int sg_store_reset(sg_store_t *st, const char *account);
+
+/* Account state; a missing state reads as ok (blocked=false, ticket=-1). */
+int sg_store_state_get(sg_store_t *st, const char *account, struct sg_account_state *out);
+int sg_store_state_set(sg_store_t *st, const char *account, const struct sg_account_state *in);
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * sg_store_backend.h - private: the table of functions a store backend
+ * fills in, and the memory backend's constructor. Only policy/ sees this.
+ */
+#ifndef SG_STORE_BACKEND_H
+#define SG_STORE_BACKEND_H
+
+#include "sg_store.h"
+
+struct sg_store_ops {
+    const char *name;
+    int (*decide)(void *be, const char *account, const struct sg_limit *limits,
+                  size_t nlimits, const struct sg_charge *charge,
+                  const struct sg_evidence *ev, bool charge_refused,
+                  struct sg_store_result *out);
+    int (*usage)(void *be, const char *account, const struct sg_limit *limits,
+                 size_t nlimits, struct sg_usage *usage);
+    int (*reset)(void *be, const char *account);
+    int (*state_get)(void *be, const char *account, struct sg_account_state *out);
+    int (*state_set)(void *be, const char *account, const struct sg_account_state *in);
+    void (*close)(void *be);
+};
+
+struct sg_store_memory;
+struct sg_store_memory *sg_store_memory_open(sg_clock_fn clock, void *clock_ctx);
+extern const struct sg_store_ops sg_store_memory_ops;
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * sg_store_redis_glue.c - plugs the Redis backend (sg_store_redis.c) into
+ * the store handle's table of functions.
+ */
+#include "sg_store_backend.h"
+#include "sg_store_redis.h"
+
+#include <stdlib.h>
+
+static int r_decide(void *be, const char *account, const struct sg_limit *limits,
+                    size_t nlimits, const struct sg_charge *charge,
+                    const struct sg_evidence *ev, bool charge_refused,
+                    struct sg_store_result *out)
+{
+    return sg_store_redis_decide(be, account, limits, nlimits, charge, ev, charge_refused, out);
+}
+
+static int r_usage(void *be, const char *account, const struct sg_limit *limits,
+                   size_t nlimits, struct sg_usage *usage)
+{
+    return sg_store_redis_usage(be, account, limits, nlimits, usage);
+}
+
+static int r_reset(void *be, const char *account)
+{
+    return sg_store_redis_reset(be, account);
+}
+
+static int r_state_get(void *be, const char *account, struct sg_account_state *out)
+{
+    return sg_store_redis_state_get(be, account, out);
+}
+
+static int r_state_set(void *be, const char *account, const struct sg_account_state *in)
+{
+    return sg_store_redis_state_set(be, account, in);
+}
+
+static void r_close(void *be)
+{
+    sg_store_redis_close(be);
+}
+
+const struct sg_store_ops sg_store_redis_ops = {
+    .name = "redis",
+    .decide = r_decide,
+    .usage = r_usage,
+    .reset = r_reset,
+    .state_get = r_state_get,
+    .state_set = r_state_set,
+    .close = r_close,
+};
