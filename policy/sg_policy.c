@@ -198,6 +198,51 @@ static void over_reason(struct sg_verdict *v)
                  name, (unsigned long long)v->cap, unit_words(v->unit), win);
 }
 
+/* Lower-cased domain of the address in a header value or envelope argument
+ * ("Name <a@b.c>", "<a@b.c>", "a@b.c"); "" when there is none. */
+static void addr_domain(const char *v, char *out, size_t size)
+{
+    const char *lt = v ? strchr(v, '<') : NULL, *start = lt ? lt + 1 : v, *at = NULL;
+    size_t o = 0;
+
+    out[0] = '\0';
+    if (start == NULL)
+        return;
+    for (const char *p = start; *p && *p != '>'; p++)
+        if (*p == '@')
+            at = p;
+    if (at == NULL)
+        return;
+    for (const char *p = at + 1; *p && *p != '>' && *p != ' ' && *p != ',' && *p != ';' &&
+                                 *p != '\t' && o + 1 < size; p++)
+        out[o++] = (char)tolower((unsigned char)*p);
+    out[o] = '\0';
+}
+
+#define EV_DOMAINS 32
+#define EV_DOMAIN_LEN 128
+
+/* Distinct recipient domains of a message, at most EV_DOMAINS. */
+static size_t rcpt_domains(const struct sg_request *req, char dom[][EV_DOMAIN_LEN],
+                           const char **ptrs)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < req->nrcpts && n < EV_DOMAINS; i++) {
+        size_t j;
+        addr_domain(req->rcpts[i], dom[n], EV_DOMAIN_LEN);
+        if (dom[n][0] == '\0')
+            continue;
+        for (j = 0; j < n && strcmp(dom[j], dom[n]) != 0; j++)
+            ;
+        if (j == n) {
+            ptrs[n] = dom[n];
+            n++;
+        }
+    }
+    return n;
+}
+
 void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fallback,
                       const struct sg_request *req, struct sg_verdict *v)
 {
@@ -209,6 +254,8 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
     struct sg_store_result r;
     size_t nlimits;
     sg_store_t *used_store = primary;
+    char from_dom[EV_DOMAIN_LEN], doms[EV_DOMAINS][EV_DOMAIN_LEN];
+    const char *dom_ptrs[EV_DOMAINS];
 
     memset(v, 0, sizeof(*v));
     if (req->auth_authen != NULL && req->auth_authen[0] != '\0')
@@ -236,6 +283,14 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
     charge.rcpt_hashes = h;
     charge.nrcpt_hashes = rcpt_hashes(s, req, h);
 
+    {
+        const char *acct_dom = strrchr(v->account, '@');
+        addr_domain(req->from_header, from_dom, sizeof(from_dom));
+        ev.from_header_domain = from_dom[0] ? from_dom : NULL;
+        ev.from_mismatch = from_dom[0] && acct_dom && strcmp(from_dom, acct_dom + 1) != 0;
+    }
+    ev.rcpt_domains = dom_ptrs;
+    ev.nrcpt_domains = rcpt_domains(req, doms, dom_ptrs);
     ev.qid = req->qid;
     ev.client_ip = req->client_ip;
     ev.identity = v->identity;

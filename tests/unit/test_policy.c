@@ -1,0 +1,188 @@
+/*
+ * test_policy.c - the decision for whole messages, from a real config
+ * file through sg_policy_decide, with an injected clock.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "sg_policy.h"
+
+static uint64_t fake_now = 1700000000000ULL;
+static uint64_t fake_clock(void *ctx) { (void)ctx; return fake_now; }
+
+static const char *CONF_TEXT =
+    "milter = { socket = \"inet:8890@127.0.0.1\"; };\n"
+    "store = { backend = \"memory\"; };\n"
+    "allow = [ \"monitor@example.com\" ];\n"
+    "limits = ( { name = \"hourly\"; window = \"1h\"; messages = 3; recipients = 10;"
+    " action = \"tempfail\"; } );\n"
+    "accounts = (\n"
+    "  { address = \"sales@example.com\"; offer = \"mxplan-legacy\";"
+    " senders = [ \"*@sales.example.com\", \"jdoe\" ];\n"
+    "    limits = ( { name = \"burst\"; window = \"10m\"; messages = 2; action = \"hold\"; } ); },\n"
+    "  { address = \"boss@example.com\"; offer = \"exchange\"; organization = \"org\";"
+    " service = \"ex\"; on_block = \"tempfail\";\n"
+    "    limits = ( { name = \"strict\"; window = \"1h\"; messages = 1; action = \"reject\"; } ); },\n"
+    "  { address = \"news@example.com\"; offer = \"emailpro\"; service = \"pro\";\n"
+    "    limits = ( { name = \"soft\"; window = \"1h\"; messages = 1; action = \"warn\"; } ); }\n"
+    ");\n";
+
+static sg_conf_t *conf;
+static sg_store_t *st;
+
+static int setup(void **state)
+{
+    char path[] = "/tmp/sg-policy-XXXXXX";
+    int fd = mkstemp(path);
+
+    (void)state;
+    if (fd < 0 || write(fd, CONF_TEXT, strlen(CONF_TEXT)) != (ssize_t)strlen(CONF_TEXT))
+        return -1;
+    close(fd);
+    conf = sg_conf_load(path, NULL, NULL);
+    unlink(path);
+    st = sg_store_memory_new(fake_clock, NULL);
+    return conf && st ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    sg_store_free(st);
+    sg_conf_unref(conf);
+    return 0;
+}
+
+static void decide(const char *auth, const char *from, size_t nrcpts, struct sg_verdict *v)
+{
+    static const char *rcpts[600];
+    struct sg_request req = { 0 };
+
+    for (size_t i = 0; i < nrcpts; i++)
+        rcpts[i] = "<someone@dest.example>";
+    req.auth_authen = auth;
+    req.envfrom = from;
+    req.rcpts = rcpts;
+    req.nrcpts = nrcpts;
+    req.client_ip = "192.0.2.1";
+    sg_policy_decide(conf, st, NULL, &req, v);
+}
+
+static void test_default_limits_tempfail(void **state)
+{
+    struct sg_verdict v;
+
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        decide(NULL, "<Stranger@Else.ORG>", 1, &v);
+        assert_int_equal(v.action, SG_ACT_ACCEPT);
+        assert_string_equal(v.account, "stranger@else.org");   /* implicit account */
+        assert_null(v.acct);
+    }
+    decide(NULL, "<stranger@else.org>", 1, &v);
+    assert_int_equal(v.action, SG_ACT_TEMPFAIL);
+    assert_string_equal(v.smtp_code, "451");
+    assert_string_equal(v.smtp_xcode, "4.7.1");
+    assert_non_null(strstr(v.reason, "hourly"));
+    assert_non_null(strstr(v.reason, "try again in"));
+    assert_string_equal(v.limit->name, "hourly");
+    assert_int_equal(v.used, 3);
+    assert_int_equal(v.cap, 3);
+    /* Another sender has its own budget. */
+    decide(NULL, "<other@else.org>", 1, &v);
+    assert_int_equal(v.action, SG_ACT_ACCEPT);
+}
+
+static void test_account_hold_and_identity(void **state)
+{
+    struct sg_verdict v;
+
+    (void)state;
+    decide("JDoe", "<anything@elsewhere.com>", 1, &v);       /* SASL login wins */
+    assert_string_equal(v.identity, "jdoe");
+    assert_string_equal(v.account, "sales@example.com");
+    assert_int_equal(v.action, SG_ACT_ACCEPT);
+    decide(NULL, "<printer@sales.example.com>", 1, &v);       /* same account, same budget */
+    assert_int_equal(v.action, SG_ACT_ACCEPT);
+    decide(NULL, "<sales@example.com>", 1, &v);               /* own address is a sender */
+    assert_int_equal(v.action, SG_ACT_HOLD);
+    assert_non_null(strstr(v.reason, "burst"));
+    assert_string_equal(v.smtp_code, "");
+}
+
+static void test_reject_and_too_big(void **state)
+{
+    struct sg_verdict v;
+
+    (void)state;
+    decide(NULL, "<boss@example.com>", 1, &v);
+    assert_int_equal(v.action, SG_ACT_ACCEPT);
+    decide(NULL, "<boss@example.com>", 1, &v);
+    assert_int_equal(v.action, SG_ACT_REJECT);
+    assert_string_equal(v.smtp_code, "550");
+    assert_string_equal(v.smtp_xcode, "5.7.1");
+    /* 11 recipients can never fit a cap of 10: rejected now rather than retried for days. */
+    decide(NULL, "<big@else.org>", 11, &v);
+    assert_int_equal(v.action, SG_ACT_REJECT);
+    assert_true(v.too_big);
+    assert_non_null(strstr(v.reason, "alone exceeds"));
+}
+
+static void test_warn_and_allow(void **state)
+{
+    struct sg_verdict v;
+
+    (void)state;
+    decide(NULL, "<news@example.com>", 1, &v);
+    decide(NULL, "<news@example.com>", 1, &v);
+    assert_int_equal(v.action, SG_ACT_ACCEPT);                /* warn: let through, logged */
+    assert_true(v.warned);
+    for (int i = 0; i < 5; i++) {
+        decide(NULL, "<monitor@example.com>", 1, &v);
+        assert_int_equal(v.action, SG_ACT_ACCEPT);
+        assert_true(v.allowed);
+    }
+    assert_true(v.warned);                                    /* over the cap, still allowed */
+}
+
+static void test_lockdown(void **state)
+{
+    struct sg_account_state s = { 0 };
+    struct sg_verdict v;
+
+    (void)state;
+    s.blocked = true;
+    s.ticket = 7;
+    sg_store_state_set(st, "boss@example.com", &s);
+    sg_store_state_set(st, "sales@example.com", &s);
+    fake_now += 7200000;                                      /* fresh windows */
+    decide(NULL, "<boss@example.com>", 1, &v);
+    assert_true(v.lockdown);
+    assert_int_equal(v.action, SG_ACT_TEMPFAIL);              /* this account's on_block */
+    decide("jdoe", NULL, 1, &v);
+    assert_int_equal(v.action, SG_ACT_HOLD);                  /* the default on_block */
+    s.blocked = false;
+    sg_store_state_set(st, "sales@example.com", &s);
+    fake_now += 7200000;
+    decide("jdoe", NULL, 1, &v);
+    assert_int_equal(v.action, SG_ACT_ACCEPT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_default_limits_tempfail),
+        cmocka_unit_test(test_account_hold_and_identity),
+        cmocka_unit_test(test_reject_and_too_big),
+        cmocka_unit_test(test_warn_and_allow),
+        cmocka_unit_test(test_lockdown),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
