@@ -1,0 +1,94 @@
+/*
+ * sg_block - the block workflow's own logic, apart from the API calls:
+ * reading the evidence (spike, new client IPs and mailers), drafting the
+ * three answers of the spam ticket, generating a password, rewriting the
+ * relay's SASL password map, and the audit line.
+ *
+ * Pure where it can be: the analysis and the draft take data and `now`
+ * and return text; only the SASL map rewrite touches a file.
+ */
+#ifndef SG_BLOCK_H
+#define SG_BLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "sg_conf.h"
+
+#define SG_BLOCK_HOURS 48
+
+struct sg_block_seen {            /* a client IP or a mailer */
+    char name[260];
+    uint64_t count;
+    int64_t first_seen_ms;        /* -1 unknown */
+    bool is_new;                  /* first seen inside the period under review */
+};
+
+struct sg_block_facts {
+    int64_t now_ms, since_ms;     /* the period under review: [since, now] */
+    size_t nhours;                /* hours shown (<= SG_BLOCK_HOURS), oldest first */
+    int64_t first_hour;           /* unix hour of hourly[0] */
+    uint64_t msgs[SG_BLOCK_HOURS], rcpts[SG_BLOCK_HOURS], refused[SG_BLOCK_HOURS];
+    uint64_t period_msgs, period_rcpts;
+    bool have_baseline;           /* traffic seen before the period: "new" means something */
+    bool spike;
+    int64_t spike_from_ms, spike_to_ms;
+    uint64_t spike_msgs, baseline_per_hour;   /* median of the non-zero hours before */
+    struct sg_block_seen *ips, *mailers;
+    size_t nips, nmailers, new_ips, new_mailers;
+    char top_domains[5][130];
+    uint64_t top_domain_count[5];
+    size_t ntop;
+    uint64_t from_mismatch;
+};
+
+/* Facts from the store's evidence JSON (sg_store_evidence_json). 0 or -1
+ * (bad JSON: err says why). Free with sg_block_facts_free. */
+int sg_block_analyse(const char *evidence_json, int64_t now_ms, int64_t since_ms,
+                     struct sg_block_facts *f, char *err, size_t errlen);
+void sg_block_facts_free(struct sg_block_facts *f);
+
+/* A spark line of n values ("▁▂▃▄▅▆▇█", UTF-8) into out. */
+void sg_block_spark(const uint64_t *v, size_t n, char *out, size_t size);
+
+/* Was it really us? True when the traffic came from known IPs and mailers
+ * at normal volume. */
+bool sg_block_looks_legitimate(const struct sg_block_facts *f);
+
+struct sg_block_ticket_info {
+    int64_t number;               /* -1: none (legacy MX Plan) */
+    long suspicious;              /* from the ticket's message, -1 unknown */
+    bool french;                  /* answer in French */
+};
+
+/* The draft reply to the ticket: the three questions answered from the
+ * facts. redirections: what the API shows (n may be 0); redir_readable
+ * false when the offer exposes none. Returns malloc'd text. */
+char *sg_block_draft(const struct sg_account *a, const struct sg_block_facts *f,
+                     const struct sg_block_ticket_info *t, const char *const *redirections,
+                     size_t nredir, bool redir_readable);
+
+/* A strong password within every offer's rules (legacy MX Plan: 9 to 30
+ * characters, ASCII, no space): `len` characters (12..30) from a CSPRNG,
+ * with upper, lower, digit and symbol. 0 or -1. */
+int sg_block_password(char *out, size_t len);
+
+/* Rewrite a Postfix SASL password map source file (smtp_sasl_password_maps,
+ * "KEY user:password" lines): every line whose user is `user` (case-
+ * insensitive) gets `password`. The file is replaced atomically, mode
+ * 0600, owner kept. Returns the number of lines changed (0 = user not
+ * found: nothing written) or -1 (err says why, never with the password). */
+int sg_block_sasl_rewrite(const char *path, const char *user, const char *password,
+                          char *err, size_t errlen);
+
+/* Audit: one LOG_NOTICE line "audit: who=<...> what=... account=<...> ...". */
+void sg_block_audit(const char *who, const char *what, const char *account,
+                    const char *detail);
+
+/* The invoking user, for audit lines ("root", "alice via sudo"). */
+const char *sg_block_who(char *buf, size_t size);
+
+#endif
