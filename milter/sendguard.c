@@ -194,6 +194,7 @@ int main(int argc, char **argv)
     const struct sg_settings *s;
     struct passwd *pw = NULL;
     static sigset_t usr1;
+    sigset_t blocked;
     pthread_t sigthr;
     sg_conf_t *conf;
     int opt, rc;
@@ -239,9 +240,18 @@ int main(int argc, char **argv)
         return SG_EX_CONFIG;
 
     signal(SIGPIPE, SIG_IGN);
+    /* Block, in every thread to come, the signals libmilter's own signal
+     * thread waits for (stop) and SIGUSR1 (ours): otherwise the kernel may
+     * deliver SIGTERM to a thread that does not wait for it, killing the
+     * process without a clean stop. */
+    sigemptyset(&blocked);
+    sigaddset(&blocked, SIGHUP);
+    sigaddset(&blocked, SIGINT);
+    sigaddset(&blocked, SIGTERM);
+    sigaddset(&blocked, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &blocked, NULL);
     sigemptyset(&usr1);
     sigaddset(&usr1, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &usr1, NULL);  /* every thread inherits this */
 
     if (smfi_register(sg_milter_desc) != MI_SUCCESS) {
         sg_log(LOG_ERR, "smfi_register failed");

@@ -6,6 +6,7 @@
  */
 #include "sg_store.h"
 #include "sg_store_backend.h"
+#include "sg_store_redis.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,22 +49,12 @@ sg_store_t *sg_store_memory_new(sg_clock_fn clock, void *clock_ctx)
                       sg_store_memory_open(clock ? clock : sg_clock_realtime_ms, clock_ctx));
 }
 
-#ifdef SG_HAVE_REDIS
 extern const struct sg_store_ops sg_store_redis_ops;
-#include "sg_store_redis.h"
 
 sg_store_t *sg_store_redis_new(const struct sg_redis_settings *rs, char *err, size_t errlen)
 {
     return store_wrap(&sg_store_redis_ops, sg_store_redis_open(rs, err, errlen));
 }
-#else
-sg_store_t *sg_store_redis_new(const struct sg_redis_settings *rs, char *err, size_t errlen)
-{
-    (void)rs;
-    snprintf(err, errlen, "this build has no Redis backend");
-    return NULL;
-}
-#endif
 
 void sg_store_free(sg_store_t *st)
 {
@@ -117,4 +108,45 @@ int sg_store_state_get(sg_store_t *st, const char *account, struct sg_account_st
 int sg_store_state_set(sg_store_t *st, const char *account, const struct sg_account_state *in)
 {
     return st->ops->state_set(st->be, account, in);
+}
+
+int sg_store_lock(sg_store_t *st, const char *name, const char *owner, uint64_t ttl_ms)
+{
+    if (name == NULL || owner == NULL || owner[0] == '\0')
+        return -1;
+    return st->ops->lock(st->be, name, owner, ttl_ms);
+}
+
+int sg_store_evidence_json(sg_store_t *st, const char *account, char **json_out)
+{
+    *json_out = NULL;
+    return st->ops->evidence_json(st->be, account, json_out);
+}
+
+int sg_store_held_add(sg_store_t *st, const char *account, const char *relay, const char *qid)
+{
+    if (qid == NULL || qid[0] == '\0')
+        return -1;
+    return st->ops->held_add(st->be, account, relay, qid);
+}
+
+int sg_store_held_list(sg_store_t *st, const char *account, const char *relay,
+                       char ***qids, size_t *n)
+{
+    *qids = NULL;
+    *n = 0;
+    return st->ops->held_list(st->be, account, relay, qids, n);
+}
+
+int sg_store_held_del(sg_store_t *st, const char *account, const char *relay,
+                      const char *const *qids, size_t n)
+{
+    return n == 0 ? 0 : st->ops->held_del(st->be, account, relay, qids, n);
+}
+
+void sg_store_strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
 }

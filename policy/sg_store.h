@@ -115,4 +115,35 @@ int sg_store_reset(sg_store_t *st, const char *account);
 int sg_store_state_get(sg_store_t *st, const char *account, struct sg_account_state *out);
 int sg_store_state_set(sg_store_t *st, const char *account, const struct sg_account_state *in);
 
+/* Redis-era additions */
+
+/* A named lease among relays (e.g. which one polls the OVH API): 1 when
+ * acquired, or renewed because owner already held it (its ttl starts
+ * again); 0 when another owner holds it; -1 on a store error. ttl_ms = 0
+ * releases it if owner holds it (1 released or already free, 0 held by
+ * another). owner must not be empty. */
+int sg_store_lock(sg_store_t *st, const char *name, const char *owner, uint64_t ttl_ms);
+
+/* The evidence recorded for an account, as one JSON object in a malloc'd
+ * string (free() it): "account", "last_seen" (ms or null),
+ * "by_ip" and "by_mailer" {value: {"count": n, "first_seen": ms|null}},
+ * "by_domain" {domain: n}, "from_mismatch" n, "from_mismatch_recent"
+ * [{t, qid, identity, from_domain, ip}], "hourly" {"<unix time / 3600>":
+ * {"messages": n, "recipients": n, "refused": n}} (49 hours),
+ * "recent" [{t, qid, ip, identity, rcpts, size, msgid, mailer, relay,
+ * action: "ok"|"over"|"lockdown", charged: bool}] newest first. Times in ms
+ * since the epoch. 0, or -1 on a store error. */
+int sg_store_evidence_json(sg_store_t *st, const char *account, char **json_out);
+
+/* Mail held because the account is locked down, by relay: the queue ids a
+ * relay must release (release_command) once the account is unblocked.
+ * list returns a malloc'd array of malloc'd strings (sg_store_strv_free).
+ * Kept 30 days at most. 0 or -1. */
+int sg_store_held_add(sg_store_t *st, const char *account, const char *relay, const char *qid);
+int sg_store_held_list(sg_store_t *st, const char *account, const char *relay,
+                       char ***qids, size_t *n);
+int sg_store_held_del(sg_store_t *st, const char *account, const char *relay,
+                      const char *const *qids, size_t n);
+void sg_store_strv_free(char **v, size_t n);
+
 #endif

@@ -18,6 +18,12 @@ struct sg_store_ops {
     int (*reset)(void *be, const char *account);
     int (*state_get)(void *be, const char *account, struct sg_account_state *out);
     int (*state_set)(void *be, const char *account, const struct sg_account_state *in);
+    int (*lock)(void *be, const char *name, const char *owner, uint64_t ttl_ms);
+    int (*evidence_json)(void *be, const char *account, char **json_out);
+    int (*held_add)(void *be, const char *account, const char *relay, const char *qid);
+    int (*held_list)(void *be, const char *account, const char *relay, char ***qids, size_t *n);
+    int (*held_del)(void *be, const char *account, const char *relay,
+                    const char *const *qids, size_t n);
     void (*close)(void *be);
 };
 

@@ -11,6 +11,7 @@
 #include "sg_store_backend.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,10 @@ struct entry {                    /* one (account, limit) or one account state *
     struct dset distinct;
     uint64_t warned_until_ms;
     struct sg_account_state state;
+    char **held;                  /* state entries: queue ids held on lockdown */
+    size_t nheld;
+    char lock_owner[128];         /* lock entries */
+    uint64_t lock_until_ms;
     char key[];                   /* account '\0' limit name '\0' window */
 };
 
@@ -79,6 +84,9 @@ static size_t make_key(char *buf, size_t bufsize, const char *account,
 
 static void entry_free(struct entry *e)
 {
+    for (size_t i = 0; i < e->nheld; i++)
+        free(e->held[i]);
+    free(e->held);
     free(e->distinct.keys);
     free(e->distinct.seen);
     free(e);
@@ -529,6 +537,131 @@ static int mem_state_set(void *be, const char *account, const struct sg_account_
     return e != NULL ? 0 : -1;
 }
 
+/* Locks share the table: key "\1lock" '\0' name '\0' "0", never swept. */
+static int mem_lock(void *be, const char *name, const char *owner, uint64_t ttl_ms)
+{
+    struct sg_store_memory *m = be;
+    uint64_t now = m->clock(m->clock_ctx);
+    struct entry *e;
+    int rc;
+
+    pthread_mutex_lock(&m->lock);
+    {
+        char key[1024];
+        size_t klen = make_key(key, sizeof(key), "\1lock", name, 0);
+        e = klen ? lookup(m, key, klen, 1) : NULL;
+    }
+    if (e == NULL) {
+        pthread_mutex_unlock(&m->lock);
+        return -1;
+    }
+    e->is_state = 1;
+    {
+        bool free_ = e->lock_owner[0] == '\0' || e->lock_until_ms <= now;
+        bool mine = !free_ && strcmp(e->lock_owner, owner) == 0;
+
+        if (ttl_ms == 0) {
+            rc = free_ || mine;
+            if (mine)
+                e->lock_owner[0] = '\0';
+        } else if (free_ || mine) {
+            snprintf(e->lock_owner, sizeof(e->lock_owner), "%s", owner);
+            e->lock_until_ms = now + ttl_ms;
+            rc = 1;
+        } else {
+            rc = 0;
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}
+
+/* The memory store records no evidence (it lives in one process; status
+ * and report read the shared Redis store): the same shape, empty. */
+static int mem_evidence_json(void *be, const char *account, char **json_out)
+{
+    static const char fmt[] = "{\"account\":\"\",\"last_seen\":null,\"by_ip\":{},"
+        "\"by_mailer\":{},\"by_domain\":{},\"from_mismatch\":0,\"from_mismatch_recent\":[],"
+        "\"hourly\":{},\"recent\":[]}";
+
+    (void)be;
+    (void)account;
+    *json_out = strdup(fmt);
+    return *json_out ? 0 : -1;
+}
+
+static int mem_held_add(void *be, const char *account, const char *relay, const char *qid)
+{
+    struct sg_store_memory *m = be;
+    struct entry *e;
+    char **v;
+    int rc = -1;
+
+    (void)relay;                  /* one process, one relay */
+    pthread_mutex_lock(&m->lock);
+    e = state_entry(m, account, 1);
+    if (e != NULL) {
+        for (size_t i = 0; i < e->nheld; i++)
+            if (strcmp(e->held[i], qid) == 0) {
+                rc = 0;
+                goto out;
+            }
+        v = realloc(e->held, (e->nheld + 1) * sizeof(*v));
+        if (v != NULL) {
+            e->held = v;
+            if ((v[e->nheld] = strdup(qid)) != NULL) {
+                e->nheld++;
+                rc = 0;
+            }
+        }
+    }
+out:
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}
+
+static int mem_held_list(void *be, const char *account, const char *relay, char ***qids,
+                         size_t *n)
+{
+    struct sg_store_memory *m = be;
+    struct entry *e;
+    int rc = 0;
+
+    (void)relay;
+    pthread_mutex_lock(&m->lock);
+    e = state_entry(m, account, 0);
+    if (e != NULL && e->nheld > 0) {
+        *qids = calloc(e->nheld, sizeof(**qids));
+        if (*qids == NULL)
+            rc = -1;
+        for (size_t i = 0; rc == 0 && i < e->nheld; i++)
+            if (((*qids)[i] = strdup(e->held[i])) != NULL)
+                (*n)++;
+    }
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}
+
+static int mem_held_del(void *be, const char *account, const char *relay,
+                        const char *const *qids, size_t n)
+{
+    struct sg_store_memory *m = be;
+    struct entry *e;
+
+    (void)relay;
+    pthread_mutex_lock(&m->lock);
+    e = state_entry(m, account, 0);
+    for (size_t k = 0; e != NULL && k < n; k++)
+        for (size_t i = 0; i < e->nheld; i++)
+            if (strcmp(e->held[i], qids[k]) == 0) {
+                free(e->held[i]);
+                e->held[i] = e->held[--e->nheld];
+                break;
+            }
+    pthread_mutex_unlock(&m->lock);
+    return 0;
+}
+
 const struct sg_store_ops sg_store_memory_ops = {
     .name = "memory",
     .decide = mem_decide,
@@ -536,5 +669,10 @@ const struct sg_store_ops sg_store_memory_ops = {
     .reset = mem_reset,
     .state_get = mem_state_get,
     .state_set = mem_state_set,
+    .lock = mem_lock,
+    .evidence_json = mem_evidence_json,
+    .held_add = mem_held_add,
+    .held_list = mem_held_list,
+    .held_del = mem_held_del,
     .close = mem_close,
 };

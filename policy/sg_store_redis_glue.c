@@ -36,6 +36,33 @@ static int r_state_set(void *be, const char *account, const struct sg_account_st
     return sg_store_redis_state_set(be, account, in);
 }
 
+static int r_lock(void *be, const char *name, const char *owner, uint64_t ttl_ms)
+{
+    return sg_store_redis_lock(be, name, owner, ttl_ms);
+}
+
+static int r_evidence_json(void *be, const char *account, char **json_out)
+{
+    return sg_store_redis_evidence_json(be, account, json_out);
+}
+
+static int r_held_add(void *be, const char *account, const char *relay, const char *qid)
+{
+    return sg_store_redis_held_add(be, account, relay, qid);
+}
+
+static int r_held_list(void *be, const char *account, const char *relay, char ***qids,
+                       size_t *n)
+{
+    return sg_store_redis_held_list(be, account, relay, qids, n);
+}
+
+static int r_held_del(void *be, const char *account, const char *relay,
+                      const char *const *qids, size_t n)
+{
+    return sg_store_redis_held_del(be, account, relay, qids, n);
+}
+
 static void r_close(void *be)
 {
     sg_store_redis_close(be);
@@ -48,5 +75,10 @@ const struct sg_store_ops sg_store_redis_ops = {
     .reset = r_reset,
     .state_get = r_state_get,
     .state_set = r_state_set,
+    .lock = r_lock,
+    .evidence_json = r_evidence_json,
+    .held_add = r_held_add,
+    .held_list = r_held_list,
+    .held_del = r_held_del,
     .close = r_close,
 };

@@ -267,6 +267,46 @@ static void test_warn_once_and_lockdown(void **state)
     sg_store_free(st);
 }
 
+static void test_held_lock_evidence(void **state)
+{
+    sg_store_t *st = sg_store_memory_new(fake_clock, NULL);
+    const char *del[] = { "Q1" };
+    char **q, *ev;
+    size_t n;
+
+    (void)state;
+    fake_now = 1000;
+    assert_int_equal(sg_store_held_add(st, "a@b", "relay1", "Q1"), 0);
+    assert_int_equal(sg_store_held_add(st, "a@b", "relay1", "Q2"), 0);
+    assert_int_equal(sg_store_held_add(st, "a@b", "relay1", "Q1"), 0);   /* once */
+    assert_int_equal(sg_store_held_add(st, "a@b", "relay1", ""), -1);
+    assert_int_equal(sg_store_held_list(st, "a@b", "relay1", &q, &n), 0);
+    assert_int_equal(n, 2);
+    sg_store_strv_free(q, n);
+    assert_int_equal(sg_store_held_del(st, "a@b", "relay1", del, 1), 0);
+    assert_int_equal(sg_store_held_list(st, "a@b", "relay1", &q, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(q[0], "Q2");
+    sg_store_strv_free(q, n);
+    assert_int_equal(sg_store_held_list(st, "nobody", "relay1", &q, &n), 0);
+    assert_int_equal(n, 0);
+
+    assert_int_equal(sg_store_lock(st, "poll", "r1", 1000), 1);
+    assert_int_equal(sg_store_lock(st, "poll", "r2", 1000), 0);
+    assert_int_equal(sg_store_lock(st, "poll", "r1", 1000), 1);        /* renewed */
+    fake_now += 1001;
+    assert_int_equal(sg_store_lock(st, "poll", "r2", 1000), 1);        /* expired */
+    assert_int_equal(sg_store_lock(st, "poll", "r1", 0), 0);           /* not r1's */
+    assert_int_equal(sg_store_lock(st, "poll", "r2", 0), 1);
+    assert_int_equal(sg_store_lock(st, "poll", "r1", 1000), 1);
+    assert_int_equal(sg_store_lock(st, "poll", "", 1000), -1);
+
+    assert_int_equal(sg_store_evidence_json(st, "a@b", &ev), 0);
+    assert_non_null(strstr(ev, "\"by_ip\":{}"));
+    free(ev);
+    sg_store_free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -276,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_all_or_nothing),
         cmocka_unit_test(test_distinct_recipients),
         cmocka_unit_test(test_warn_once_and_lockdown),
+        cmocka_unit_test(test_held_lock_evidence),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,415 @@
+/*
+ * ctl_ovh.c - `sendguardctl ovh check|accounts|credential`: the OVHcloud
+ * API from the postmaster's side.
+ *
+ *   check [ACCOUNT...] [--json]   block status per account; exit codes of a
+ *                                 monitoring plugin: 0 none blocked, 2 at
+ *                                 least one blocked, 3 could not check
+ *   accounts                      every account the credentials can see, as
+ *                                 ready-to-paste `accounts` entries
+ *   credential [--redirection URL]
+ *                                 request a consumer key with the access
+ *                                 rules sendguard needs; prints the URL to
+ *                                 validate it
+ *
+ * Must not: hold API logic (ovh/ has it), print a secret it did not just
+ * create for the user (the new consumer key is the one exception), or take
+ * secrets from argv.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "ctl.h"
+#include "sg_ovh.h"
+
+#define EX_OK_ 0
+#define EX_BLOCKED 2              /* Nagios CRITICAL */
+#define EX_UNKNOWN 3              /* Nagios UNKNOWN */
+#define EX_FAIL 1
+#define EX_USAGE_ 64
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: sendguardctl [-c FILE] ovh check [ACCOUNT...] [--json]\n"
+               "       sendguardctl [-c FILE] ovh accounts\n"
+               "       sendguardctl [-c FILE] ovh credential [--redirection URL]\n"
+               "check: exit 0 when no account is blocked, 2 when one is, 3 when the\n"
+               "API could not tell.\n");
+}
+
+/* open_client - credentials (ovh.credentials / ovh.conf / OVH_*) and a client */
+static sg_ovh_t *open_client(const struct sg_settings *s, struct sg_ovh_err *err)
+{
+    char msg[sizeof(err->message)];
+    sg_ovh_creds_t *creds;
+    struct sg_ovh_opts o;
+    sg_ovh_t *c;
+
+    memset(err, 0, sizeof(*err));
+    if (sg_ovh_global_init() != 0) {
+        err->rc = SG_OVH_E_CONFIG;
+        snprintf(err->message, sizeof(err->message), "curl_global_init failed");
+        return NULL;
+    }
+    creds = sg_ovh_creds_load(s->ovh_credentials, s->ovh_endpoint, msg, sizeof(msg));
+    if (!creds) {
+        err->rc = SG_OVH_E_CONFIG;
+        snprintf(err->message, sizeof(err->message), "%s", msg);
+        return NULL;
+    }
+    sg_ovh_opts_default(&o);
+    if (s->ovh_timeout_ms > 0)
+        o.timeout_ms = s->ovh_timeout_ms;
+    c = sg_ovh_new(creds, &o, err);
+    sg_ovh_creds_free(creds);
+    return c;
+}
+
+/* ---- check ---------------------------------------------------------------- */
+
+struct row {
+    const struct sg_account *a;
+    bool ok;
+    struct sg_ovh_status st;
+    struct sg_ovh_err err;
+};
+
+static json_t *row_json(const struct row *r)
+{
+    json_t *o = json_object();
+
+    json_object_set_new(o, "account", json_string(r->a->address));
+    json_object_set_new(o, "offer", json_string(sg_offer_name(r->a->offer)));
+    if (r->ok) {
+        json_object_set_new(o, "blocked", json_boolean(r->st.blocked));
+        json_object_set_new(o, "ticket", r->st.ticket >= 0 ? json_integer(r->st.ticket) : json_null());
+        json_object_set_new(o, "state", *r->st.state ? json_string(r->st.state) : json_null());
+    } else {
+        char msg[1024];
+        json_object_set_new(o, "blocked", json_null());
+        json_object_set_new(o, "ticket", json_null());
+        json_object_set_new(o, "state", json_null());
+        json_t *e = json_object();
+        json_object_set_new(e, "message", json_string(r->err.message));
+        json_object_set_new(e, "code", *r->err.code ? json_string(r->err.code) : json_null());
+        json_object_set_new(e, "http_status", r->err.http_status ? json_integer(r->err.http_status)
+                                                                 : json_null());
+        json_object_set_new(e, "query_id", *r->err.query_id ? json_string(r->err.query_id) : json_null());
+        json_object_set_new(e, "text", json_string(sg_ovh_strerror(&r->err, msg, sizeof(msg))));
+        json_object_set_new(o, "error", e);
+    }
+    return o;
+}
+
+static int cmd_check(sg_conf_t *conf, int argc, char **argv)
+{
+    const struct sg_settings *s = sg_conf_settings(conf);
+    bool json = false;
+    size_t n = 0, width = 8;
+    struct row *rows;
+    int rc = EX_OK_;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return EX_OK_;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "sendguardctl: ovh check: unknown option %s\n", argv[i]);
+            usage(stderr);
+            return EX_USAGE_;
+        }
+    }
+    if (!(rows = calloc(s->naccounts + (size_t)argc, sizeof(*rows)))) {
+        fprintf(stderr, "sendguardctl: out of memory\n");
+        return EX_UNKNOWN;
+    }
+    bool named = false;
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] == '-')
+            continue;
+        named = true;
+        const struct sg_account *a = sg_conf_find_account(conf, argv[i]);
+        if (!a || a->offer == SG_OFFER_NONE) {
+            fprintf(stderr, "sendguardctl: ovh check: %s is not an OVHcloud account of %s\n",
+                    argv[i], sg_conf_path(conf));
+            free(rows);
+            return EX_UNKNOWN;
+        }
+        rows[n++].a = a;
+    }
+    if (!named)
+        for (size_t i = 0; i < s->naccounts; i++)
+            if (s->accounts[i].offer != SG_OFFER_NONE)
+                rows[n++].a = &s->accounts[i];
+    if (n == 0) {
+        fprintf(stderr, "sendguardctl: ovh check: no OVHcloud account in %s (accounts with an offer)\n",
+                sg_conf_path(conf));
+        free(rows);
+        return EX_UNKNOWN;
+    }
+
+    struct sg_ovh_err cerr;
+    sg_ovh_t *c = open_client(s, &cerr);
+    const struct sg_ovh_err *fatal = c ? NULL : &cerr;
+    for (size_t i = 0; i < n; i++) {
+        if (fatal) {
+            rows[i].err = *fatal;
+            if (fatal != &cerr)         /* another account's call: say this one was skipped */
+                snprintf(rows[i].err.request, sizeof(rows[i].err.request), "not checked");
+            continue;
+        }
+        rows[i].ok = sg_ovh_account_status(c, rows[i].a, &rows[i].st, &rows[i].err) == 0;
+        /* Refused credentials or no network: every other account would
+         * fail alike, and slowly. */
+        if (!rows[i].ok && (sg_ovh_err_is_auth(&rows[i].err) || rows[i].err.rc == SG_OVH_E_NET))
+            fatal = &rows[i].err;
+    }
+    sg_ovh_free(c);
+
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(rows[i].a->address);
+        if (l > width)
+            width = l;
+        if (rows[i].ok && rows[i].st.blocked)
+            rc = EX_BLOCKED;
+        else if (!rows[i].ok && rc != EX_BLOCKED)
+            rc = EX_UNKNOWN;
+    }
+    if (json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, row_json(&rows[i]));
+        char *out = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (out)
+            printf("%s\n", out);
+        else
+            rc = EX_UNKNOWN;
+        free(out);
+        json_decref(arr);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            const struct row *r = &rows[i];
+            char ticket[32] = "-", msg[1024];
+
+            if (!r->ok) {
+                printf("%-*s %-13s UNKNOWN %s\n", (int)width, r->a->address,
+                       sg_offer_name(r->a->offer), sg_ovh_strerror(&r->err, msg, sizeof(msg)));
+                continue;
+            }
+            if (r->st.ticket >= 0)
+                snprintf(ticket, sizeof(ticket), "%lld", (long long)r->st.ticket);
+            printf("%-*s %-13s %-7s ticket=%s state=%s\n", (int)width, r->a->address,
+                   sg_offer_name(r->a->offer), r->st.blocked ? "BLOCKED" : "ok", ticket,
+                   *r->st.state ? r->st.state : "-");
+        }
+    }
+    if (fatal && !json) {
+        char msg[1024];
+        fprintf(stderr, "sendguardctl: ovh check: %s\n", sg_ovh_strerror(fatal, msg, sizeof(msg)));
+    }
+    free(rows);
+    return rc;
+}
+
+/* ---- accounts ------------------------------------------------------------- */
+
+/* print_cfg_string - a libconfig string literal */
+static void print_cfg_string(const char *v)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            printf("\\x%02x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+static int cmd_accounts(sg_conf_t *conf, int argc, char **argv)
+{
+    static const enum sg_offer offers[] = { SG_OFFER_EXCHANGE, SG_OFFER_EMAILPRO,
+                                            SG_OFFER_MXPLAN, SG_OFFER_MXPLAN_LEGACY };
+    const struct sg_settings *s = sg_conf_settings(conf);
+    struct sg_ovh_found *all[4] = { NULL };
+    size_t nall[4] = { 0 }, total = 0;
+    struct sg_ovh_err err;
+    char msg[1024];
+    int rc = EX_OK_;
+
+    if (argc > 1) {
+        if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+            usage(stdout);
+            return EX_OK_;
+        }
+        fprintf(stderr, "sendguardctl: ovh accounts: unexpected argument %s\n", argv[1]);
+        usage(stderr);
+        return EX_USAGE_;
+    }
+    sg_ovh_t *c = open_client(s, &err);
+    if (!c) {
+        fprintf(stderr, "sendguardctl: ovh accounts: %s\n", sg_ovh_strerror(&err, msg, sizeof(msg)));
+        return EX_FAIL;
+    }
+    size_t listed = 0;
+    for (size_t k = 0; k < 4; k++) {
+        if (sg_ovh_list_accounts(c, offers[k], &all[k], &nall[k], &err) != 0) {
+            fprintf(stderr, "sendguardctl: ovh accounts: %s accounts not listed: %s\n",
+                    sg_offer_name(offers[k]), sg_ovh_strerror(&err, msg, sizeof(msg)));
+            if (sg_ovh_err_is_auth(&err) || err.rc == SG_OVH_E_NET || err.rc == SG_OVH_E_ABORTED)
+                break;
+            continue;
+        }
+        listed++;
+        total += nall[k];
+    }
+    sg_ovh_free(c);
+    if (listed == 0) {
+        rc = EX_FAIL;
+        goto out;
+    }
+
+    printf("# %zu OVHcloud e-mail account%s visible to the API credentials%s.\n"
+           "# Paste into the configuration; add senders and limits where needed.\n",
+           total, total == 1 ? "" : "s", listed < 4 ? " (some offers could not be listed: see stderr)" : "");
+    printf("accounts = (");
+    size_t printed = 0;
+    bool already = false;
+    for (size_t k = 0; k < 4; k++) {
+        for (size_t i = 0; i < nall[k]; i++) {
+            const struct sg_ovh_found *f = &all[k][i];
+            printf("%s", printed ? (already ? ", # already configured\n" : ",\n") : "\n");
+            printed++;
+            already = sg_conf_find_account(conf, f->address) != NULL;
+            printf("    { address = ");
+            print_cfg_string(f->address);
+            printf("; offer = ");
+            print_cfg_string(sg_offer_name(f->offer));
+            printf(";");
+            if (f->organization) {
+                printf(" organization = ");
+                print_cfg_string(f->organization);
+                printf(";");
+            }
+            if (f->service) {
+                printf(" service = ");
+                print_cfg_string(f->service);
+                printf(";");
+            }
+            printf(" }");
+        }
+    }
+    printf("%s);\n", !printed ? " " : already ? " # already configured\n" : "\n");
+    if (listed < 4)
+        rc = EX_FAIL;
+out:
+    for (size_t k = 0; k < 4; k++)
+        sg_ovh_found_free(all[k], nall[k]);
+    return rc;
+}
+
+/* ---- credential ----------------------------------------------------------- */
+
+static int cmd_credential(sg_conf_t *conf, int argc, char **argv)
+{
+    const struct sg_settings *s = sg_conf_settings(conf);
+    const char *redirection = NULL;
+    struct sg_ovh_err err;
+    struct sg_ovh_credential cr;
+    char msg[1024];
+    unsigned offers = 0;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--redirection") == 0 && i + 1 < argc) {
+            redirection = argv[++i];
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return EX_OK_;
+        } else {
+            fprintf(stderr, "sendguardctl: ovh credential: unexpected argument %s\n", argv[i]);
+            usage(stderr);
+            return EX_USAGE_;
+        }
+    }
+    if (redirection && strncmp(redirection, "https://", 8) != 0 && strncmp(redirection, "http://", 7) != 0) {
+        fprintf(stderr, "sendguardctl: ovh credential: --redirection takes an http(s) URL\n");
+        return EX_USAGE_;
+    }
+    /* changePassword rules only for the offers in use (all when none is). */
+    for (size_t i = 0; i < s->naccounts; i++)
+        if (s->accounts[i].offer != SG_OFFER_NONE)
+            offers |= 1u << s->accounts[i].offer;
+    if (!offers)
+        offers = SG_OVH_OFFERS_ALL;
+
+    char cerr[1024];
+    sg_ovh_creds_t *creds = sg_ovh_creds_load(s->ovh_credentials, s->ovh_endpoint, cerr, sizeof(cerr));
+    if (!creds) {
+        fprintf(stderr, "sendguardctl: ovh credential: %s\n", cerr);
+        return EX_FAIL;
+    }
+    if (sg_ovh_creds_auth(creds) != SG_OVH_AUTH_SIGNED) {
+        fprintf(stderr, "sendguardctl: ovh credential: these credentials are OAuth2 "
+                        "(client_id/client_secret), which need no consumer key\n");
+        sg_ovh_creds_free(creds);
+        return EX_FAIL;
+    }
+    char endpoint[256], files[1024];
+    snprintf(endpoint, sizeof(endpoint), "%s", sg_ovh_creds_endpoint(creds));
+    snprintf(files, sizeof(files), "%s", sg_ovh_creds_files(creds));
+    sg_ovh_t *c = sg_ovh_new(creds, NULL, &err);
+    sg_ovh_creds_free(creds);
+    if (!c || sg_ovh_credential_request(c, offers, redirection, &cr, &err) != 0) {
+        fprintf(stderr, "sendguardctl: ovh credential: %s\n", sg_ovh_strerror(&err, msg, sizeof(msg)));
+        sg_ovh_free(c);
+        return EX_FAIL;
+    }
+    sg_ovh_free(c);
+
+    json_t *rules = sg_ovh_access_rules(offers);
+    printf("A consumer key was requested for endpoint %s (state: %s).\n\n"
+           "1. Open this URL, log in as the OVHcloud account that owns the e-mail\n"
+           "   services, and approve the access (choose an unlimited validity):\n\n"
+           "   %s\n\n"
+           "2. Then put the key under [%s] in %s:\n\n"
+           "   consumer_key=%s\n\n"
+           "Access rules requested:\n",
+           endpoint, *cr.state ? cr.state : "-", cr.validation_url, endpoint,
+           *files ? files : "your ovh.conf", cr.consumer_key);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rules, i, r)
+        printf("   %-4s %s\n", json_string_value(json_object_get(r, "method")),
+               json_string_value(json_object_get(r, "path")));
+    json_decref(rules);
+    sg_ovh_credential_clear(&cr);
+    return EX_OK_;
+}
+
+int sg_ctl_ovh(sg_conf_t *conf, int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EX_USAGE_;
+    }
+    if (strcmp(argv[1], "check") == 0)
+        return cmd_check(conf, argc - 1, argv + 1);
+    if (strcmp(argv[1], "accounts") == 0)
+        return cmd_accounts(conf, argc - 1, argv + 1);
+    if (strcmp(argv[1], "credential") == 0)
+        return cmd_credential(conf, argc - 1, argv + 1);
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage(stdout);
+        return EX_OK_;
+    }
+    fprintf(stderr, "sendguardctl: ovh: unknown subcommand '%s'\n", argv[1]);
+    usage(stderr);
+    return EX_USAGE_;
+}

@@ -1,0 +1,890 @@
+/*
+ * sg_ovh_http.c - the API client proper: one curl handle, signed or OAuth2
+ * calls, the server time delta, retries, and error reports.
+ *
+ * A call: build the URL once, sign those bytes, hand the same bytes to
+ * curl. Retries (with backoff, honouring Retry-After) on timeouts, broken
+ * transfers, 5xx and 429 only; never on another 4xx, except one re-sync of
+ * the time delta after INVALID_SIGNATURE/QUERY_TIME_OUT and one new OAuth2
+ * token after a 401. Replies are capped (max_reply) and must be JSON.
+ * Must not: share a handle between threads, follow redirects, log or
+ * report a secret, or trust a byte of a reply before checking its shape.
+ */
+#include "sg_ovh_internal.h"
+#include "sg_log.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#define DELTA_MAX_AGE_MS (6 * 3600 * 1000LL)   /* refetch the time delta this often */
+#define TOKEN_MARGIN_MS 10000                  /* renew OAuth2 tokens this early */
+#define BACKOFF_CAP_MS 5000
+
+struct sg_ovh {
+    CURL *curl;
+    struct sg_ovh_opts o;
+    char endpoint[512];
+    char base[512];
+    char token_url[512];
+    enum sg_ovh_auth auth;
+    char *ak, *as, *ck, *cid, *csecret;
+
+    bool have_delta;
+    int64_t delta;                /* server - local, seconds */
+    int64_t delta_at;             /* monotonic ms of the fetch */
+
+    char *token;                  /* OAuth2 access token */
+    int64_t token_until;          /* monotonic ms after which it is renewed */
+
+    bool (*abort_fn)(void *ctx);
+    void *abort_ctx;
+
+    /* the reply being received */
+    char *rbuf;
+    size_t rlen, rcap;
+    bool too_big;
+    char query_id[96];
+    char retry_after[64];
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+enum kind { K_UNSIGNED, K_SIGNED, K_TOKEN };
+
+/* ---- small helpers -------------------------------------------------------- */
+
+int64_t sg_ovh_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t sg_ovh_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void sg_ovh_err_clear(struct sg_ovh_err *e)
+{
+    if (e)
+        memset(e, 0, sizeof(*e));
+}
+
+/* sg_ovh_err_field - outside text for a human-readable error: printable
+ * ASCII and spaces kept, every other byte (controls, DEL, non-ASCII, and
+ * the backslash itself) as \xHH, so no reply can move a cursor or forge a
+ * line; a cut value ends in "...". (Log lines escape further, with
+ * sg_log_escape, where a value sits in key=value.) */
+void sg_ovh_err_field(char *dst, size_t dstsize, const char *src, size_t srclen)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    if (dstsize == 0)
+        return;
+    for (size_t i = 0; src && i < srclen; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        bool keep = ch >= 0x20 && ch < 0x7f && ch != '\\';
+        size_t need = keep ? 1 : 4;
+
+        if (o + need + 1 > dstsize) {
+            if (dstsize >= 4) {
+                o = o < dstsize - 4 ? o : dstsize - 4;
+                memcpy(dst + o, "...", 3);
+                o += 3;
+            }
+            break;
+        }
+        if (keep) {
+            dst[o++] = (char)ch;
+        } else {
+            dst[o++] = '\\';
+            dst[o++] = 'x';
+            dst[o++] = hex[ch >> 4];
+            dst[o++] = hex[ch & 15];
+        }
+    }
+    dst[o] = '\0';
+}
+
+void sg_ovh_err_set(struct sg_ovh_err *e, enum sg_ovh_rc rc, const char *fmt, ...)
+{
+    char raw[512];
+    va_list ap;
+
+    if (!e)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
+    va_end(ap);
+    e->rc = rc;
+    e->http_status = 0;
+    e->code[0] = e->query_id[0] = '\0';
+    /* Our own text is already printable; values in it were escaped by the caller. */
+    snprintf(e->message, sizeof(e->message), "%s", raw);
+}
+
+char *sg_ovh_strerror(const struct sg_ovh_err *e, char *buf, size_t len)
+{
+    size_t o = 0;
+
+#define ADD(...) do { if (o < len) { int n_ = snprintf(buf + o, len - o, __VA_ARGS__); \
+                                     if (n_ > 0) o += (size_t)n_; } } while (0)
+    if (len == 0)
+        return buf;
+    buf[0] = '\0';
+    if (*e->request)
+        ADD("%s: ", e->request);
+    if (e->http_status)
+        ADD("HTTP %ld ", e->http_status);
+    if (*e->code)
+        ADD("%s: ", e->code);
+    ADD("%s", *e->message ? e->message : "error");
+    if (*e->query_id)
+        ADD(" (query id %s)", e->query_id);
+#undef ADD
+    return buf;
+}
+
+bool sg_ovh_err_is_auth(const struct sg_ovh_err *e)
+{
+    if (e->rc == SG_OVH_E_CONFIG)
+        return true;
+    if (e->rc != SG_OVH_E_API)
+        return false;
+    return e->http_status == 401 || strcmp(e->code, "INVALID_CREDENTIAL") == 0 ||
+           strcmp(e->code, "INVALID_KEY") == 0 || strcmp(e->code, "NOT_CREDENTIAL") == 0;
+}
+
+static void set_request(struct sg_ovh_err *e, const char *method, const char *what)
+{
+    char esc[sizeof(e->request) - 8];
+
+    sg_log_esc(esc, sizeof(esc), what);
+    snprintf(e->request, sizeof(e->request), "%s %s", method, esc);
+}
+
+/* ---- JSON shape checks ---------------------------------------------------- */
+
+bool sg_ovh_json_bool(const json_t *obj, const char *key, bool *out,
+                      const char *what, struct sg_ovh_err *err)
+{
+    json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+
+    if (!json_is_boolean(v)) {
+        sg_ovh_err_set(err, SG_OVH_E_REPLY, "reply to %s has no boolean \"%s\"", what, key);
+        return false;
+    }
+    *out = json_is_true(v);
+    return true;
+}
+
+bool sg_ovh_json_int_or_null(const json_t *obj, const char *key, int64_t *out,
+                             const char *what, struct sg_ovh_err *err)
+{
+    json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+
+    if (!v || json_is_null(v)) {
+        *out = -1;
+        return true;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        sg_ovh_err_set(err, SG_OVH_E_REPLY, "reply to %s: \"%s\" is not a number", what, key);
+        return false;
+    }
+    *out = (int64_t)json_integer_value(v);
+    return true;
+}
+
+bool sg_ovh_json_str(const json_t *obj, const char *key, char *buf, size_t len,
+                     const char *what, struct sg_ovh_err *err)
+{
+    json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+
+    buf[0] = '\0';
+    if (!v || json_is_null(v))
+        return true;
+    if (!json_is_string(v)) {
+        sg_ovh_err_set(err, SG_OVH_E_REPLY, "reply to %s: \"%s\" is not a string", what, key);
+        return false;
+    }
+    snprintf(buf, len, "%s", json_string_value(v));
+    return true;
+}
+
+/* ---- the client ----------------------------------------------------------- */
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc = CURLE_FAILED_INIT;
+
+static void global_init_once(void)
+{
+    global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int sg_ovh_global_init(void)
+{
+    pthread_once(&global_once, global_init_once);
+    return global_rc == CURLE_OK ? 0 : -1;
+}
+
+void sg_ovh_opts_default(struct sg_ovh_opts *o)
+{
+    o->timeout_ms = 10000;
+    o->attempts = 3;
+    o->backoff_ms = 200;
+    o->retry_after_max_s = 30;
+    o->max_reply = 4u << 20;
+}
+
+static void wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+static char *dup_or_null(const char *s, bool *oom)
+{
+    char *d;
+
+    if (!s)
+        return NULL;
+    if (!(d = strdup(s)))
+        *oom = true;
+    return d;
+}
+
+sg_ovh_t *sg_ovh_new(const sg_ovh_creds_t *creds, const struct sg_ovh_opts *opts,
+                     struct sg_ovh_err *err)
+{
+    sg_ovh_t *c;
+    bool oom = false;
+    const char *ep = sg_ovh_creds_endpoint(creds);
+
+    sg_ovh_err_clear(err);
+    if (sg_ovh_global_init() != 0) {
+        sg_ovh_err_set(err, SG_OVH_E_CONFIG, "curl_global_init failed");
+        return NULL;
+    }
+    if (!(c = calloc(1, sizeof(*c)))) {
+        sg_ovh_err_set(err, SG_OVH_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    sg_ovh_opts_default(&c->o);
+    if (opts) {
+        if (opts->timeout_ms > 0)
+            c->o.timeout_ms = opts->timeout_ms;
+        if (opts->attempts > 0)
+            c->o.attempts = opts->attempts;
+        if (opts->backoff_ms > 0)
+            c->o.backoff_ms = opts->backoff_ms;
+        if (opts->retry_after_max_s > 0)
+            c->o.retry_after_max_s = opts->retry_after_max_s;
+        if (opts->max_reply > 0)
+            c->o.max_reply = opts->max_reply;
+    }
+    snprintf(c->endpoint, sizeof(c->endpoint), "%s", ep);
+    if (!sg_ovh_endpoint_url(ep, c->base, sizeof(c->base))) {
+        char esc[256];
+        sg_ovh_err_set(err, SG_OVH_E_CONFIG, "endpoint \"%s\" is not usable",
+                       sg_log_esc(esc, sizeof(esc), ep));
+        free(c);
+        return NULL;
+    }
+    c->auth = sg_ovh_creds_auth(creds);
+    if (c->auth == SG_OVH_AUTH_OAUTH2 &&
+        !sg_ovh_endpoint_token_url(ep, c->token_url, sizeof(c->token_url))) {
+        sg_ovh_err_set(err, SG_OVH_E_CONFIG, "endpoint has no OAuth2 token URL");
+        free(c);
+        return NULL;
+    }
+    c->ak = dup_or_null(sg_ovh_creds_get(creds, "application_key"), &oom);
+    c->as = dup_or_null(sg_ovh_creds_get(creds, "application_secret"), &oom);
+    c->ck = dup_or_null(sg_ovh_creds_get(creds, "consumer_key"), &oom);
+    c->cid = dup_or_null(sg_ovh_creds_get(creds, "client_id"), &oom);
+    c->csecret = dup_or_null(sg_ovh_creds_get(creds, "client_secret"), &oom);
+    c->curl = curl_easy_init();
+    if (oom || !c->curl) {
+        sg_ovh_err_set(err, SG_OVH_E_NOMEM, oom ? "out of memory" : "curl_easy_init failed");
+        sg_ovh_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void sg_ovh_free(sg_ovh_t *c)
+{
+    if (!c)
+        return;
+    if (c->curl)
+        curl_easy_cleanup(c->curl);
+    wipe_free(c->ak);
+    wipe_free(c->as);
+    wipe_free(c->ck);
+    wipe_free(c->cid);
+    wipe_free(c->csecret);
+    wipe_free(c->token);
+    free(c->rbuf);
+    free(c);
+}
+
+void sg_ovh_set_abort(sg_ovh_t *c, bool (*fn)(void *ctx), void *ctx)
+{
+    c->abort_fn = fn;
+    c->abort_ctx = ctx;
+}
+
+static bool aborted(sg_ovh_t *c)
+{
+    return c->abort_fn && c->abort_fn(c->abort_ctx);
+}
+
+/* ---- one transfer --------------------------------------------------------- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+    sg_ovh_t *c = ud;
+    size_t n = size * nmemb;
+
+    if (n > c->o.max_reply - c->rlen) {
+        c->too_big = true;
+        return 0;                 /* curl stops with CURLE_WRITE_ERROR */
+    }
+    if (c->rlen + n + 1 > c->rcap) {
+        size_t cap = c->rcap ? c->rcap : 4096;
+        while (cap < c->rlen + n + 1)
+            cap *= 2;
+        char *p = realloc(c->rbuf, cap);
+        if (!p)
+            return 0;
+        c->rbuf = p;
+        c->rcap = cap;
+    }
+    memcpy(c->rbuf + c->rlen, data, n);
+    c->rlen += n;
+    c->rbuf[c->rlen] = '\0';
+    return n;
+}
+
+static bool header_is(const char *line, size_t n, const char *name, const char **val, size_t *vlen)
+{
+    size_t k = strlen(name);
+
+    if (n <= k || strncasecmp(line, name, k) != 0 || line[k] != ':')
+        return false;
+    const char *v = line + k + 1, *end = line + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    *val = v;
+    *vlen = (size_t)(end - v);
+    return true;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
+{
+    sg_ovh_t *c = ud;
+    size_t n = size * nmemb;
+    const char *v;
+    size_t vlen;
+
+    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+        /* A new response (after a 100 Continue, say): forget the last one's. */
+        c->query_id[0] = c->retry_after[0] = '\0';
+    } else if (header_is(data, n, "X-Ovh-QueryID", &v, &vlen)) {
+        sg_log_escape(c->query_id, sizeof(c->query_id), v, vlen);
+    } else if (header_is(data, n, "Retry-After", &v, &vlen)) {
+        sg_ovh_err_field(c->retry_after, sizeof(c->retry_after), v, vlen);
+    }
+    return n;
+}
+
+static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t d, curl_off_t e)
+{
+    return aborted(ud) ? 1 : 0;
+}
+
+struct req {
+    enum kind kind;
+    const char *method;
+    const char *url;              /* signed and sent as is */
+    const char *body;             /* NULL = none */
+    size_t bodylen;
+};
+
+static struct curl_slist *add_header(struct curl_slist *h, bool *oom, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static struct curl_slist *add_header(struct curl_slist *h, bool *oom, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    struct curl_slist *n;
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    n = curl_slist_append(h, line);
+    explicit_bzero(line, sizeof(line));
+    if (!n) {
+        *oom = true;
+        return h;
+    }
+    return n;
+}
+
+/* perform - one HTTP exchange; *status is 0 when none came back */
+static CURLcode perform(sg_ovh_t *c, const struct req *r, long *status)
+{
+    CURL *h = c->curl;
+    struct curl_slist *hdr = NULL;
+    bool oom = false;
+    char noproxy[512];
+    const char *np = getenv("no_proxy");
+    CURLcode cc;
+
+    *status = 0;
+    c->rlen = 0;
+    if (c->rbuf)
+        c->rbuf[0] = '\0';
+    c->too_big = false;
+    c->query_id[0] = c->retry_after[0] = c->errbuf[0] = '\0';
+
+    hdr = add_header(hdr, &oom, "Accept: application/json");
+    hdr = add_header(hdr, &oom, "Expect:");
+    if (r->kind == K_TOKEN) {
+        hdr = add_header(hdr, &oom, "Content-Type: application/x-www-form-urlencoded");
+    } else {
+        if (c->ak)
+            hdr = add_header(hdr, &oom, "X-Ovh-Application: %s", c->ak);
+        if (r->body)
+            hdr = add_header(hdr, &oom, "Content-Type: application/json");
+        else if (strcmp(r->method, "GET") != 0)
+            hdr = add_header(hdr, &oom, "Content-Type:");   /* none: curl would add a form type */
+    }
+    if (r->kind == K_SIGNED && c->auth == SG_OVH_AUTH_SIGNED) {
+        char sig[SG_OVH_SIG_SIZE];
+        int64_t ts = (int64_t)time(NULL) + c->delta;
+
+        sg_ovh_sign(c->as, c->ck, r->method, r->url, r->body, r->bodylen, ts, sig);
+        hdr = add_header(hdr, &oom, "X-Ovh-Consumer: %s", c->ck);
+        hdr = add_header(hdr, &oom, "X-Ovh-Timestamp: %" PRId64, ts);
+        hdr = add_header(hdr, &oom, "X-Ovh-Signature: %s", sig);
+    } else if (r->kind == K_SIGNED && c->auth == SG_OVH_AUTH_OAUTH2) {
+        hdr = add_header(hdr, &oom, "Authorization: Bearer %s", c->token ? c->token : "");
+    }
+    if (oom) {
+        curl_slist_free_all(hdr);
+        return CURLE_OUT_OF_MEMORY;
+    }
+
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, r->url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);      /* the wire URL is the signed URL */
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->o.timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(c->o.timeout_ms < 5000 ? c->o.timeout_ms : 5000));
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "sendguard/" SG_VERSION);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
+    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->o.max_reply);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    /* Loopback never goes through a proxy (tests, local stand-ins). */
+    snprintf(noproxy, sizeof(noproxy), "%s%slocalhost,127.0.0.1,::1",
+             np ? np : "", np && *np ? "," : "");
+    curl_easy_setopt(h, CURLOPT_NOPROXY, noproxy);
+    if (r->kind == K_TOKEN) {
+        curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(h, CURLOPT_USERNAME, c->cid);
+        curl_easy_setopt(h, CURLOPT_PASSWORD, c->csecret);
+    }
+    if (strcmp(r->method, "GET") == 0) {
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    } else {
+        if (strcmp(r->method, "POST") == 0)
+            curl_easy_setopt(h, CURLOPT_POST, 1L);
+        else
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
+        if (r->body || strcmp(r->method, "POST") == 0) {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->bodylen);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+        }
+    }
+
+    cc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    /* Forget the Basic credentials and headers in the handle right away. */
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    if (r->kind == K_TOKEN) {
+        curl_easy_setopt(h, CURLOPT_USERNAME, "");
+        curl_easy_setopt(h, CURLOPT_PASSWORD, "");
+    }
+    curl_slist_free_all(hdr);
+    return cc;
+}
+
+static bool transient_curl_error(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_SSL_CONNECT_ERROR:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* retry_after_ms - the pause a Retry-After asks for, capped; -1 when none */
+static int64_t retry_after_ms(const sg_ovh_t *c)
+{
+    const char *v = c->retry_after;
+    int64_t s;
+
+    if (!*v)
+        return -1;
+    if (strspn(v, "0123456789") == strlen(v) && strlen(v) < 10) {
+        s = strtoll(v, NULL, 10);
+    } else {
+        time_t t = curl_getdate(v, NULL);
+        if (t < 0)
+            return -1;
+        s = (int64_t)t - (int64_t)time(NULL);
+        if (s < 0)
+            s = 0;
+    }
+    if (s > c->o.retry_after_max_s)
+        s = c->o.retry_after_max_s;
+    return s * 1000;
+}
+
+/* pause_ms - sleep, waking up to honour the abort hook; false when aborted */
+static bool pause_ms(sg_ovh_t *c, int64_t ms)
+{
+    int64_t until = sg_ovh_mono_ms() + ms;
+
+    for (;;) {
+        if (aborted(c))
+            return false;
+        int64_t left = until - sg_ovh_mono_ms();
+        if (left <= 0)
+            return true;
+        if (left > 50)
+            left = 50;
+        struct timespec ts = { 0, (long)left * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* api_error - fill err from an error reply (JSON {message, errorCode} or not) */
+static void api_error(sg_ovh_t *c, long status, struct sg_ovh_err *err)
+{
+    json_t *j = c->rlen ? json_loadb(c->rbuf, c->rlen, 0, NULL) : NULL;
+    json_t *m = json_is_object(j) ? json_object_get(j, "message") : NULL;
+    json_t *code = json_is_object(j) ? json_object_get(j, "errorCode") : NULL;
+
+    if (!json_is_string(code) && json_is_object(j)) {
+        /* OAuth2 errors: {"error": "invalid_client", "error_description": "..."} */
+        code = json_object_get(j, "error");
+        if (!json_is_string(m))
+            m = json_object_get(j, "error_description");
+    }
+    err->rc = SG_OVH_E_API;
+    err->http_status = status;
+    if (json_is_string(m)) {
+        sg_ovh_err_field(err->message, sizeof(err->message), json_string_value(m),
+                         json_string_length(m));
+    } else if (c->rlen) {
+        char esc[360];
+        sg_ovh_err_field(esc, sizeof(esc), c->rbuf, c->rlen < 80 ? c->rlen : 80);
+        snprintf(err->message, sizeof(err->message), "error reply not in the API's format: %s", esc);
+    } else {
+        snprintf(err->message, sizeof(err->message), "empty error reply");
+    }
+    if (json_is_string(code))
+        sg_ovh_err_field(err->code, sizeof(err->code), json_string_value(code),
+                         json_string_length(code));
+    snprintf(err->query_id, sizeof(err->query_id), "%s", c->query_id);
+    json_decref(j);
+}
+
+static int ensure_auth(sg_ovh_t *c, struct sg_ovh_err *err);
+
+/* exchange - a request with the retry rules; on success the body is in
+ * c->rbuf/c->rlen and *status holds the 2xx code. */
+static int exchange(sg_ovh_t *c, const struct req *r, long *status, struct sg_ovh_err *err)
+{
+    bool resynced = false, reauthed = false;
+    int attempt = 0;
+
+    for (;;) {
+        if (r->kind == K_SIGNED && ensure_auth(c, err) != 0)
+            return -1;
+
+        CURLcode cc = perform(c, r, status);
+        bool transient = false;
+        int64_t wait = -1;
+
+        if (cc == CURLE_ABORTED_BY_CALLBACK || aborted(c)) {
+            sg_ovh_err_set(err, SG_OVH_E_ABORTED, "stopped");
+            return -1;
+        }
+        if (cc == CURLE_OK && *status >= 200 && *status < 300)
+            return 0;
+        if (cc == CURLE_OUT_OF_MEMORY) {
+            sg_ovh_err_set(err, SG_OVH_E_NOMEM, "out of memory");
+            return -1;
+        }
+        if (c->too_big || cc == CURLE_FILESIZE_EXCEEDED) {
+            sg_ovh_err_set(err, SG_OVH_E_REPLY, "reply larger than %zu bytes: refused",
+                           c->o.max_reply);
+            err->http_status = *status;
+            snprintf(err->query_id, sizeof(err->query_id), "%s", c->query_id);
+            return -1;
+        }
+        if (cc != CURLE_OK) {
+            char esc[CURL_ERROR_SIZE + 8];
+            const char *t = *c->errbuf ? c->errbuf : curl_easy_strerror(cc);
+            sg_ovh_err_field(esc, sizeof(esc), t, strlen(t));
+            sg_ovh_err_set(err, SG_OVH_E_NET, "%s", esc);
+            snprintf(err->query_id, sizeof(err->query_id), "%s", c->query_id);
+            transient = transient_curl_error(cc);
+        } else {
+            api_error(c, *status, err);
+            if (*status == 429 || *status >= 500) {
+                transient = true;
+                wait = retry_after_ms(c);
+            } else if (r->kind == K_SIGNED && c->auth == SG_OVH_AUTH_SIGNED && !resynced &&
+                       (strcmp(err->code, "INVALID_SIGNATURE") == 0 ||
+                        strcmp(err->code, "QUERY_TIME_OUT") == 0 ||
+                        strcasecmp(err->message, "Invalid signature") == 0 ||
+                        strcasecmp(err->message, "Query out of time") == 0)) {
+                /* The clock moved (or the server's did): fetch the delta again, once. */
+                resynced = true;
+                c->have_delta = false;
+                continue;
+            } else if (r->kind == K_SIGNED && c->auth == SG_OVH_AUTH_OAUTH2 && !reauthed &&
+                       (*status == 401 ||
+                        (*status == 403 && strcmp(err->code, "INVALID_CREDENTIAL") == 0))) {
+                /* The token may have expired early (or been revoked): a new one, once. */
+                reauthed = true;
+                wipe_free(c->token);
+                c->token = NULL;
+                continue;
+            }
+        }
+        if (!transient || ++attempt >= c->o.attempts)
+            return -1;
+        if (wait < 0) {
+            wait = (int64_t)c->o.backoff_ms << (attempt - 1);
+            if (wait > BACKOFF_CAP_MS)
+                wait = BACKOFF_CAP_MS;
+        }
+        {
+            char msg[700], url[300];
+            /* The URL holds no secret; the path part is what identifies the call. */
+            const char *shown = strstr(r->url, "://");
+            shown = shown ? strchr(shown + 3, '/') : NULL;
+            sg_log_esc(url, sizeof(url), shown ? shown : r->url);
+            sg_log(LOG_INFO, "ovh: %s %s: %s; retry %d of %d in %" PRId64 " ms", r->method, url,
+                   sg_ovh_strerror(err, msg, sizeof(msg)), attempt, c->o.attempts - 1, wait);
+        }
+        if (!pause_ms(c, wait)) {
+            sg_ovh_err_set(err, SG_OVH_E_ABORTED, "stopped");
+            return -1;
+        }
+    }
+}
+
+static int decode_reply(sg_ovh_t *c, json_t **reply, struct sg_ovh_err *err)
+{
+    json_error_t jerr;
+    json_t *j;
+
+    if (c->rlen == 0) {
+        j = json_null();
+    } else {
+        j = json_loadb(c->rbuf, c->rlen, JSON_DECODE_ANY, &jerr);
+        if (!j) {
+            char esc[200], txt[200];
+            sg_ovh_err_field(esc, sizeof(esc), c->rbuf, c->rlen < 40 ? c->rlen : 40);
+            sg_ovh_err_field(txt, sizeof(txt), jerr.text, strlen(jerr.text));
+            sg_ovh_err_set(err, SG_OVH_E_REPLY, "reply is not JSON (%s at byte %d; %zu bytes, starting \"%s\")",
+                           txt, jerr.position, c->rlen, esc);
+            snprintf(err->query_id, sizeof(err->query_id), "%s", c->query_id);
+            return -1;
+        }
+    }
+    if (reply)
+        *reply = j;
+    else
+        json_decref(j);
+    return 0;
+}
+
+/* fetch_delta - GET /auth/time (unsigned) and cache server - local */
+static int fetch_delta(sg_ovh_t *c, struct sg_ovh_err *err)
+{
+    char url[600];
+    struct req r = { K_UNSIGNED, "GET", url, NULL, 0 };
+    long status;
+    json_t *j = NULL;
+
+    snprintf(url, sizeof(url), "%s/auth/time", c->base);
+    if (exchange(c, &r, &status, err) != 0 || decode_reply(c, &j, err) != 0) {
+        set_request(err, "GET", "/auth/time");
+        return -1;
+    }
+    if (!json_is_integer(j) || json_integer_value(j) <= 0) {
+        json_decref(j);
+        sg_ovh_err_set(err, SG_OVH_E_REPLY, "reply is not a Unix time");
+        set_request(err, "GET", "/auth/time");
+        return -1;
+    }
+    c->delta = (int64_t)json_integer_value(j) - (int64_t)time(NULL);
+    c->have_delta = true;
+    c->delta_at = sg_ovh_mono_ms();
+    json_decref(j);
+    return 0;
+}
+
+/* fetch_token - OAuth2 client credentials grant */
+static int fetch_token(sg_ovh_t *c, struct sg_ovh_err *err)
+{
+    static const char form[] = "grant_type=client_credentials&scope=all";
+    struct req r = { K_TOKEN, "POST", c->token_url, form, sizeof(form) - 1 };
+    long status;
+    json_t *j = NULL, *tok, *exp;
+
+    if (exchange(c, &r, &status, err) != 0 || decode_reply(c, &j, err) != 0) {
+        set_request(err, "POST", c->token_url);
+        return -1;
+    }
+    tok = json_is_object(j) ? json_object_get(j, "access_token") : NULL;
+    exp = json_is_object(j) ? json_object_get(j, "expires_in") : NULL;
+    if (!json_is_string(tok) || json_string_length(tok) == 0 || json_string_length(tok) > 4096 ||
+        strpbrk(json_string_value(tok), "\r\n") || (exp && !json_is_integer(exp))) {
+        json_decref(j);
+        sg_ovh_err_set(err, SG_OVH_E_REPLY, "OAuth2 token reply lacks access_token/expires_in");
+        set_request(err, "POST", c->token_url);
+        return -1;
+    }
+    wipe_free(c->token);
+    if (!(c->token = strdup(json_string_value(tok)))) {
+        json_decref(j);
+        sg_ovh_err_set(err, SG_OVH_E_NOMEM, "out of memory");
+        return -1;
+    }
+    int64_t life = exp ? (int64_t)json_integer_value(exp) * 1000 : 3600 * 1000;
+    life -= TOKEN_MARGIN_MS;
+    if (life < 0)
+        life = 0;
+    c->token_until = sg_ovh_mono_ms() + life;
+    json_decref(j);
+    return 0;
+}
+
+static int ensure_auth(sg_ovh_t *c, struct sg_ovh_err *err)
+{
+    if (c->auth == SG_OVH_AUTH_SIGNED) {
+        if (!c->ck) {
+            char esc[256];
+            sg_ovh_err_set(err, SG_OVH_E_CONFIG, "no consumer_key for endpoint %s: "
+                           "run `sendguardctl ovh credential` and put the key in ovh.conf",
+                           sg_log_esc(esc, sizeof(esc), c->endpoint));
+            return -1;
+        }
+        if (!c->have_delta || sg_ovh_mono_ms() - c->delta_at > DELTA_MAX_AGE_MS)
+            return fetch_delta(c, err);
+        return 0;
+    }
+    if (!c->token || sg_ovh_mono_ms() >= c->token_until)
+        return fetch_token(c, err);
+    return 0;
+}
+
+int sg_ovh_time_delta(sg_ovh_t *c, int64_t *delta, struct sg_ovh_err *err)
+{
+    sg_ovh_err_clear(err);
+    if (!c->have_delta && fetch_delta(c, err) != 0)
+        return -1;
+    *delta = c->delta;
+    return 0;
+}
+
+static int build_url(const sg_ovh_t *c, const char *path, char **out)
+{
+    size_t blen = strlen(c->base);
+
+    /* "/v1/..." and "/v2/..." paths replace the "/1.0" of the base. */
+    if ((strncmp(path, "/v1/", 4) == 0 || strncmp(path, "/v2/", 4) == 0) && blen >= 4 &&
+        strcmp(c->base + blen - 4, "/1.0") == 0)
+        blen -= 4;
+    if (asprintf(out, "%.*s%s", (int)blen, c->base, path) < 0) {
+        *out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int sg_ovh_call(sg_ovh_t *c, const char *method, const char *path, const json_t *body,
+                bool signed_, json_t **reply, struct sg_ovh_err *err)
+{
+    char *url = NULL, *bodystr = NULL;
+    long status = 0;
+    int rc = -1;
+
+    sg_ovh_err_clear(err);
+    if (reply)
+        *reply = NULL;
+    if (!path || path[0] != '/' || strpbrk(path, " \t\r\n#")) {
+        sg_ovh_err_set(err, SG_OVH_E_INVAL, "bad API path");
+        goto out;
+    }
+    if (build_url(c, path, &url) != 0 ||
+        (body && !(bodystr = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY)))) {
+        sg_ovh_err_set(err, SG_OVH_E_NOMEM, "out of memory");
+        goto out;
+    }
+    struct req r = { signed_ ? K_SIGNED : K_UNSIGNED, method, url, bodystr,
+                     bodystr ? strlen(bodystr) : 0 };
+    if (exchange(c, &r, &status, err) == 0 && decode_reply(c, reply, err) == 0)
+        rc = 0;
+out:
+    if (rc != 0 && err && !*err->request)
+        set_request(err, method, path);
+    if (bodystr) {
+        explicit_bzero(bodystr, strlen(bodystr));   /* may hold a password */
+        free(bodystr);
+    }
+    free(url);
+    return rc;
+}

@@ -1,0 +1,42 @@
+/*
+ * sg_ovh_internal.h - what the ovh/ files share with each other and with
+ * the unit tests, and nobody else.
+ */
+#ifndef SG_OVH_INTERNAL_H
+#define SG_OVH_INTERNAL_H
+
+#include "sg_ovh.h"
+
+#include <stdarg.h>
+
+/* Credentials from an explicit list of files (tests use it to stand for
+ * /etc/ovh.conf, ~/.ovh.conf, ./ovh.conf). explicit_files: a missing or
+ * unreadable file is an error (the `ovh.credentials` case) rather than
+ * skipped. Environment OVH_* still overrides. */
+sg_ovh_creds_t *sg_ovh_creds_load_files(const char *const *paths, size_t npaths,
+                                        bool explicit_files, const char *endpoint,
+                                        char *err, size_t errlen);
+
+/* Error helpers: set clears the struct, then formats message (escaped). */
+void sg_ovh_err_clear(struct sg_ovh_err *e);
+void sg_ovh_err_set(struct sg_ovh_err *e, enum sg_ovh_rc rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Copy outside text into an error field, escaped. */
+void sg_ovh_err_field(char *dst, size_t dstsize, const char *src, size_t srclen);
+
+/* A checked JSON reading of a reply: the helpers set err (SG_OVH_E_REPLY,
+ * naming the request and the field) and return false on a wrong shape. */
+bool sg_ovh_json_bool(const json_t *obj, const char *key, bool *out,
+                      const char *what, struct sg_ovh_err *err);
+/* Integer or null (-1) or absent (-1). */
+bool sg_ovh_json_int_or_null(const json_t *obj, const char *key, int64_t *out,
+                             const char *what, struct sg_ovh_err *err);
+/* String copied into buf (escaped is NOT applied), null/absent → "". */
+bool sg_ovh_json_str(const json_t *obj, const char *key, char *buf, size_t len,
+                     const char *what, struct sg_ovh_err *err);
+
+/* Time helpers (ms). */
+int64_t sg_ovh_now_ms(void);
+int64_t sg_ovh_mono_ms(void);
+
+#endif

@@ -1,0 +1,355 @@
+-- sg_decide.lua - sendguard's server side: the whole decision for one
+-- message of one account, in one EVALSHA, atomically.
+--
+-- Embedded into sg_store_redis.c at build time (sg_decide_lua.cmake); the
+-- C side computes its SHA-1 for EVALSHA and loads it on NOSCRIPT.
+-- Must not: read a clock but redis TIME (except the explicit test-only
+-- "now" argument, which the daemon never sends), touch a key it was not
+-- given in KEYS, or leave a key without an expiry.
+--
+-- ARGV[1] is the mode: "decide", "usage" or "lock". ARGV[2] is "now" in
+-- ms, or "" to use redis TIME (the only thing the daemon sends).
+--
+-- Limit algorithm (same as the memory backend): a bucketed sliding window
+-- counting its oldest bucket whole. B = 60 buckets of width w = ceil(T/60)
+-- ms; bucket k holds what was accepted in [k*w, (k+1)*w). At time t the
+-- window [t-T, t] intersects the buckets floor((t-T)/w) .. floor(t/w);
+-- their sum (a superset of what was accepted in that window) plus the
+-- cost must not exceed the cap. So bucket k counts while
+-- t < (k+1)*w + T, and no closed window of length T ever holds more than
+-- the cap: at the last acceptance t* in a window [a, a+T], everything
+-- accepted in [a, t*] lies in buckets that were counted.
+-- Distinct recipients: a ZSET member = recipient hash (hex), score = last
+-- seen; members with score < t-T are gone; check zcard + new <= cap.
+--
+-- decide: KEYS
+--   1 state  2 meta  3 ev:ip  4 ev:ipfirst  5 ev:mua  6 ev:muafirst
+--   7 ev:dom  8 ev:fromx  9 ev:recent  10 ev:hour
+--   then per limit i (1-based): 10+3i-2 window hash, 10+3i-1 distinct
+--   zset, 10+3i warn marker
+-- decide: ARGV
+--   1 "decide"  2 now|""  3 charge_refused 0|1  4 account name
+--   5 evidence ttl ms  6 recent list length  7 max fields per evidence hash
+--   8 qid  9 client ip  10 identity  11 mailer  12 message-id
+--   13 From: domain  14 from mismatch 0|1  15 relay
+--   16 cost messages  17 cost recipients  18 cost bytes
+--   19 L limits  20 H recipient hashes  21 D recipient domains
+--   then L x (window_ms, cap_msg, cap_rcpt, cap_bytes, cap_distinct, warn_at)
+--   then H hashes (hex), then D domains
+-- decide returns {status 0 ok|1 over, limit (0-based), unit (0-based),
+--   used, cap, retry_after_ms, warn_mask, lockdown 0|1, now}
+--
+-- usage: KEYS per limit: window hash, distinct zset.
+--   ARGV 1 "usage" 2 now|"" 3 L, then L window_ms.
+--   returns 4 numbers per limit: messages, recipients, bytes, distinct.
+-- lock: KEYS 1 lock key. ARGV 1 "lock" 2 now|"" (unused) 3 owner 4 ttl_ms
+--   (0 = release). returns 1 acquired/renewed/released, 0 held by another.
+
+local B = 60
+local UNITS = { 'm', 'r', 'b' }            -- field prefixes: unit 1..3
+local UIDX = { m = 1, r = 2, b = 3 }
+local HOUR = 3600000
+local CHUNK = 1000                       -- items per variadic call
+
+local function I(x)                       -- integer to string, no %.14g rounding
+    return string.format('%d', x)
+end
+
+local function now_ms()
+    local o = ARGV[2]
+    if o ~= nil and o ~= '' then
+        return tonumber(o)
+    end
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Sum per unit of the buckets still counting at now (index >= lo), the
+-- bucket indices seen, and the stale fields to delete.
+local function read_window(key, lo)
+    local flat = redis.call('HGETALL', key)
+    local sum, per, ks, stale = { 0, 0, 0 }, {}, {}, {}
+    for j = 1, #flat, 2 do
+        local f = flat[j]
+        local u = UIDX[string.sub(f, 1, 1)]
+        local k = tonumber(string.sub(f, 2))
+        if u == nil or k == nil or k < lo then
+            stale[#stale + 1] = f
+        else
+            local n = tonumber(flat[j + 1])
+            sum[u] = sum[u] + n
+            if per[k] == nil then
+                per[k] = { 0, 0, 0 }
+                ks[#ks + 1] = k
+            end
+            per[k][u] = per[k][u] + n
+        end
+    end
+    return sum, per, ks, stale
+end
+
+-- Time until enough of the oldest buckets stop counting that `need` units
+-- of unit u are released (bucket k stops counting at (k+1)*w + T).
+local function bucket_retry(per, ks, u, need, w, T, now)
+    table.sort(ks)
+    local released = 0
+    for _, k in ipairs(ks) do
+        released = released + per[k][u]
+        if released >= need then
+            local at = (k + 1) * w + T
+            if at > now then return at - now end
+            return 1
+        end
+    end
+    return T
+end
+
+-- Time until enough members of the distinct set not in this message expire
+-- (a member last seen at s is gone from s + T + 1 on).
+local function distinct_retry(key, need, mine, nmine, T, now)
+    local r = redis.call('ZRANGE', key, 0, need + nmine - 1, 'WITHSCORES')
+    local released = 0
+    for j = 1, #r, 2 do
+        if not mine[r[j]] then
+            released = released + 1
+            if released >= need then
+                local at = tonumber(r[j + 1]) + T + 1
+                if at > now then return at - now end
+                return 1
+            end
+        end
+    end
+    return T
+end
+
+-- HINCRBY, but a hash never grows past maxf fields: the rest is "(other)".
+local function capped_hincr(key, field, by, maxf)
+    if redis.call('HEXISTS', key, field) == 1 or redis.call('HLEN', key) < maxf then
+        redis.call('HINCRBY', key, field, by)
+        return true
+    end
+    redis.call('HINCRBY', key, '(other)', by)
+    return false
+end
+
+local function decide()
+    local now = now_ms()
+    local charge_refused = ARGV[3] == '1'
+    local account = ARGV[4]
+    local ev_ttl = tonumber(ARGV[5])
+    local recent_len = tonumber(ARGV[6])
+    local maxf = tonumber(ARGV[7])
+    local qid, ip, identity, mailer = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+    local msgid, from_dom, from_mis, relay = ARGV[12], ARGV[13], ARGV[14] == '1', ARGV[15]
+    local cost = { tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18]) }
+    local L, H, D = tonumber(ARGV[19]), tonumber(ARGV[20]), tonumber(ARGV[21])
+    local lbase, hbase = 21, 21 + 6 * L
+    local dbase = hbase + H
+
+    local lockdown = redis.call('HGET', KEYS[1], 'blocked') == '1'
+
+    -- this message's distinct recipient hashes
+    local hashes, mine = {}, {}
+    for j = 1, H do
+        local h = ARGV[hbase + j]
+        if not mine[h] then
+            mine[h] = true
+            hashes[#hashes + 1] = h
+        end
+    end
+
+    local over = nil                      -- {limit, unit, used, cap, retry}
+    local best = { 0, 0, 0, 0 }           -- fullest: limit, unit, used, cap
+    local fullest = -1
+    local lim = {}
+
+    for i = 1, L do
+        local a = lbase + (i - 1) * 6
+        local T = tonumber(ARGV[a + 1])
+        local cap = { tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]),
+                      tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]) }
+        local w = math.ceil(T / B)
+        local lo = math.floor((now - T) / w)
+        local kw = KEYS[10 + 3 * i - 2]
+        local kd = KEYS[10 + 3 * i - 1]
+        local sum, per, ks, stale = read_window(kw, lo)
+        local x = { T = T, w = w, cap = cap, kw = kw, kd = kd,
+                    warn_at = tonumber(ARGV[a + 6]), kwarn = KEYS[10 + 3 * i],
+                    used = { sum[1], sum[2], sum[3], 0 },
+                    c = { cost[1], cost[2], cost[3], 0 } }
+        if #stale > 0 then
+            redis.call('HDEL', kw, unpack(stale))
+        end
+        if cap[4] > 0 then
+            redis.call('ZREMRANGEBYSCORE', kd, '-inf', '(' .. I(now - T))
+            x.used[4] = redis.call('ZCARD', kd)
+            for j0 = 1, #hashes, CHUNK do  -- unpack() is limited: chunks
+                local sc = redis.call('ZMSCORE', kd,
+                                      unpack(hashes, j0, math.min(j0 + CHUNK - 1, #hashes)))
+                for j = 1, #sc do
+                    if not sc[j] then x.c[4] = x.c[4] + 1 end
+                end
+            end
+        end
+        for u = 1, 4 do
+            if cap[u] > 0 then
+                local used, c = x.used[u], x.c[u]
+                if over == nil and used + c > cap[u] then
+                    local retry
+                    if u == 4 then
+                        if #hashes > cap[u] then
+                            retry = 0
+                        else
+                            retry = distinct_retry(kd, used + c - cap[u], mine, #hashes, T, now)
+                        end
+                    elseif c > cap[u] then
+                        retry = 0
+                    else
+                        retry = bucket_retry(per, ks, u, used + c - cap[u], w, T, now)
+                    end
+                    over = { i - 1, u - 1, used, cap[u], retry }
+                end
+                if over == nil and (used + c) / cap[u] > fullest then
+                    fullest = (used + c) / cap[u]
+                    best = { i - 1, u - 1, used + c, cap[u] }
+                end
+            end
+        end
+        lim[i] = x
+    end
+
+    -- commit: all limits passed, or strict mode charges refusals too
+    local warn_mask = 0
+    local charged = over == nil or charge_refused
+    if charged then
+        for i = 1, L do
+            local x = lim[i]
+            local k = I(math.floor(now / x.w))
+            for u = 1, 3 do
+                if cost[u] > 0 then
+                    redis.call('HINCRBY', x.kw, UNITS[u] .. k, I(cost[u]))
+                end
+            end
+            redis.call('PEXPIRE', x.kw, I(x.T + x.w + 1000))
+            if x.cap[4] > 0 and #hashes > 0 then
+                local z = {}
+                for j = 1, #hashes do
+                    z[#z + 1] = I(now)
+                    z[#z + 1] = hashes[j]
+                    if #z >= 2 * CHUNK or j == #hashes then
+                        redis.call('ZADD', x.kd, unpack(z))
+                        z = {}
+                    end
+                end
+                redis.call('PEXPIRE', x.kd, I(x.T + 1000))
+            end
+            if over == nil then
+                for u = 1, 4 do
+                    if x.cap[u] > 0 and x.used[u] + x.c[u] >= x.warn_at * x.cap[u] then
+                        if redis.call('SET', x.kwarn, '1', 'NX', 'PX', I(x.T)) then
+                            warn_mask = warn_mask + 2 ^ (i - 1)
+                        end
+                        break
+                    end
+                end
+            end
+        end
+    end
+
+    -- evidence, accepted or not
+    local action = 'ok'
+    if over ~= nil then
+        action = 'over'
+    elseif lockdown then
+        action = 'lockdown'
+    end
+    redis.call('HSET', KEYS[2], 'name', account, 'last_ms', I(now))
+    if ip == '' then ip = '(none)' end
+    if mailer == '' then mailer = '(none)' end
+    if capped_hincr(KEYS[3], ip, 1, maxf) then
+        redis.call('HSETNX', KEYS[4], ip, I(now))
+    end
+    if capped_hincr(KEYS[5], mailer, 1, maxf) then
+        redis.call('HSETNX', KEYS[6], mailer, I(now))
+    end
+    for j = 1, D do
+        capped_hincr(KEYS[7], ARGV[dbase + j], 1, maxf)
+    end
+    if from_mis then
+        redis.call('HINCRBY', KEYS[2], 'from_mismatch', 1)
+        redis.call('LPUSH', KEYS[8], cjson.encode({ t = now, qid = qid,
+            identity = identity, from_domain = from_dom, ip = ip }))
+        redis.call('LTRIM', KEYS[8], 0, 99)
+    end
+    redis.call('LPUSH', KEYS[9], cjson.encode({ t = now, qid = qid, ip = ip,
+        identity = identity, rcpts = cost[2], size = cost[3], msgid = msgid,
+        mailer = mailer, relay = relay, action = action, charged = charged }))
+    redis.call('LTRIM', KEYS[9], 0, recent_len - 1)
+    local hour = math.floor(now / HOUR)
+    local fresh
+    if over == nil then
+        fresh = redis.call('HINCRBY', KEYS[10], I(hour) .. ':m', 1) == 1
+        redis.call('HINCRBY', KEYS[10], I(hour) .. ':r', I(cost[2]))
+    else
+        fresh = redis.call('HINCRBY', KEYS[10], I(hour) .. ':x', 1) == 1
+    end
+    if fresh then                         -- a new hour: drop those past 49
+        local old = {}
+        for _, f in ipairs(redis.call('HKEYS', KEYS[10])) do
+            local h = tonumber(string.match(f, '^(%d+):'))
+            if h == nil or h <= hour - 49 then old[#old + 1] = f end
+        end
+        if #old > 0 then redis.call('HDEL', KEYS[10], unpack(old)) end
+    end
+    for j = 2, 9 do
+        redis.call('PEXPIRE', KEYS[j], I(ev_ttl))
+    end
+    redis.call('PEXPIRE', KEYS[10], I(49 * HOUR))
+
+    if over ~= nil then
+        return { 1, over[1], over[2], over[3], over[4], over[5], 0,
+                 lockdown and 1 or 0, now }
+    end
+    return { 0, best[1], best[2], best[3], best[4], 0, warn_mask,
+             lockdown and 1 or 0, now }
+end
+
+local function usage()
+    local now = now_ms()
+    local L = tonumber(ARGV[3])
+    local out = {}
+    for i = 1, L do
+        local T = tonumber(ARGV[3 + i])
+        local w = math.ceil(T / B)
+        local sum = read_window(KEYS[2 * i - 1], math.floor((now - T) / w))
+        local d = redis.call('ZCOUNT', KEYS[2 * i], I(now - T), '+inf')
+        out[#out + 1] = sum[1]
+        out[#out + 1] = sum[2]
+        out[#out + 1] = sum[3]
+        out[#out + 1] = d
+    end
+    return out
+end
+
+local function lock()
+    local owner, ttl = ARGV[3], tonumber(ARGV[4])
+    local cur = redis.call('GET', KEYS[1])
+    if ttl == 0 then
+        if cur == owner then redis.call('DEL', KEYS[1]) end
+        if cur == false or cur == owner then return 1 end
+        return 0
+    end
+    if cur == owner then
+        redis.call('PEXPIRE', KEYS[1], I(ttl))
+        return 1
+    end
+    if cur then return 0 end
+    redis.call('SET', KEYS[1], owner, 'PX', I(ttl))
+    return 1
+end
+
+local mode = ARGV[1]
+if mode == 'decide' then return decide() end
+if mode == 'usage' then return usage() end
+if mode == 'lock' then return lock() end
+return redis.error_reply('ERR sg_decide: unknown mode')

@@ -1,0 +1,509 @@
+#!/usr/bin/env python3
+"""
+run_miltertest.py - milter-level tests of the real sendguard binary.
+
+For each case: write a config, start `sendguard -c FILE -f` on a unix
+socket in a scratch dir, drive it with Debian's `miltertest` running one
+of the .lua scripts here (or with milterclient.py where miltertest cannot
+carry the input), change the config / send SIGUSR1 where the case says so,
+then check miltertest's exit status and sendguard's log: one well-formed
+decision line per message with the expected actions, no forged or broken
+line, no sanitizer report, clean exit on SIGTERM.
+
+  run_miltertest.py --binary build/sendguard --case tempfail
+  run_miltertest.py --binary build/sendguard --all
+  run_miltertest.py --list
+
+A missing miltertest or binary is a failure (exit 1), never a skip.
+The scratch dir is removed when the case passes and kept (path printed)
+when it fails.
+"""
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+sys.path.insert(0, HERE)
+import harness as h          # noqa: E402
+import milterclient as mc    # noqa: E402
+
+MILTERTEST_TIMEOUT = 90
+LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} sendguard\[[a-z]+\]: ")
+
+
+class CaseFailure(AssertionError):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise CaseFailure(msg)
+
+
+# -- what sendguard says (policy/sg_policy.c over_reason) -----------------
+def reason(cap, name="hourly", unit="messages", window="60m"):
+    return f"sending limit {name} reached ({cap} {unit} per {window})"
+
+
+def tempfail_text(cap, **kw):
+    return reason(cap, **kw) + ", try again in %RETRY%"
+
+
+def one_limit_config(cap, action, window="1h", **extra):
+    return lambda sock: h.sendguard_config(sock, [h.limit("hourly", window, cap, action)], **extra)
+
+
+class Run:
+    """One case: a scratch dir, a sendguard, helpers to drive and check it."""
+
+    def __init__(self, binary, scratch, config):
+        self.binary = binary
+        self.scratch = scratch
+        self.sg = h.Sendguard(binary, scratch.sub("sendguard"), config)
+        self.miltertest = h.require_tool("miltertest", "miltertest")
+        self.expected = []          # actions of every decision so far, in order
+
+    def start(self):
+        self.sg.start()
+        return self
+
+    # -- drivers -------------------------------------------------------------
+    def lua(self, script, **defines):
+        """Run one .lua script; it must exit 0. Returns its stdout."""
+        path = os.path.join(HERE, script)
+        args = [self.miltertest, "-s", path, "-D", f"socket={self.sg.socket}",
+                "-D", f"libdir={HERE}"]
+        for k, v in defines.items():
+            args += ["-D", f"{k}={v}"]
+        h.log("miltertest " + " ".join(a if " " not in a else repr(a) for a in args[1:]))
+        t0 = time.monotonic()
+        r = subprocess.run(args, capture_output=True, timeout=MILTERTEST_TIMEOUT)
+        out = r.stdout.decode("utf-8", "replace")
+        err = r.stderr.decode("utf-8", "replace")
+        h.log(f"  -> exit {r.returncode} in {time.monotonic() - t0:.1f}s")
+        if r.returncode != 0 or "FAIL:" in out + err:
+            raise CaseFailure(f"miltertest {script} exited {r.returncode}\n--- stdout ---\n{out}"
+                              f"\n--- stderr ---\n{err}\n--- sendguard log ---\n{h.tail(self.sg.logfile)}")
+        return out
+
+    def plan(self, script, plan, **defines):
+        """Run a plan script ("accept:2,tempfail:1") and remember the actions."""
+        out = self.lua(script, plan=plan, **defines)
+        for item in plan.split(","):
+            what, _, n = item.partition(":")
+            self.expected += [what] * int(n or 1)
+        return out
+
+    def client(self):
+        return mc.MilterClient(self.sg.socket)
+
+    # -- checks --------------------------------------------------------------
+    def decisions(self, n=None, timeout=10):
+        n = len(self.expected) if n is None else n
+        if n:
+            self.sg.wait_decisions(n, timeout=timeout)
+        time.sleep(0.2)                 # a straggler would show up now
+        return self.sg.decisions()
+
+    def check_decisions(self, expected=None):
+        expected = self.expected if expected is None else expected
+        d = self.decisions(len(expected))
+        got = [x.get("action") for x in d]
+        check(got == expected, f"decision actions: expected {expected}, got {got}\n"
+              + "\n".join(x["_line"] for x in d))
+        return d
+
+    def check_log(self):
+        """Every line is one sendguard line; decision lines are well formed;
+        nothing forged; no sanitizer report."""
+        reports = self.sg.sanitizer_reports()
+        check(not reports, "sanitizer reports:\n" + "\n".join(reports) + "\n" + h.tail(self.sg.logfile, 80))
+        raw = self.sg.log_bytes()
+        check(b"\r" not in raw and b"\0" not in raw, "raw CR or NUL byte in sendguard's log")
+        for ln in self.sg.log_lines():
+            check(LOG_PREFIX.match(ln), f"log line without the sendguard prefix (broken or injected): {ln!r}")
+            _, msg = h.split_log_line(ln)
+            check("FORGED" not in msg or "\\x0a" in msg or "\\x0d" in msg or h.is_decision(msg),
+                  f"forged text on a line of its own: {ln!r}")
+            if h.is_decision(msg):
+                problems = h.check_decision_line(ln)
+                check(not problems, f"malformed decision line {ln!r}: {problems}")
+                check(not ln.startswith("2030-"), f"forged decision line {ln!r}")
+                check(h.parse_kv(msg).get("qid") != "FORGED", f"forged qid: {ln!r}")
+            elif "action=" in msg:
+                raise CaseFailure(f"'action=' outside a decision line: {ln!r}")
+
+    def finish(self):
+        check(self.sg.alive(), f"sendguard died (status {self.sg.proc.returncode}):\n{h.tail(self.sg.logfile)}")
+        rc = self.sg.stop()
+        self.check_log()
+        check(rc == 0, f"sendguard exited {rc} on SIGTERM:\n{h.tail(self.sg.logfile)}")
+
+
+# --------------------------------------------------------------------------
+# cases
+# --------------------------------------------------------------------------
+CASES = {}
+
+
+def case(fn):
+    CASES[fn.__name__.replace("case_", "")] = fn
+    return fn
+
+
+@case
+def case_accept(binary, scratch):
+    """Under the cap: 5 messages accepted, none quarantined."""
+    r = Run(binary, scratch, one_limit_config(5, "hold")).start()
+    r.lua("accept.lua", count=5)
+    r.expected = ["accept"] * 5
+    d = r.check_decisions()
+    check([x.get("identity") for x in d] == ["<alice@example.com>"] * 5, d)
+    check([x.get("qid") for x in d] == [f"ACC{i}" for i in range(1, 6)], [x.get("qid") for x in d])
+    check([x.get("cap") for x in d] == ["5"] * 5, [x.get("cap") for x in d])
+    check([x.get("ip") for x in d] == ["192.0.2.7"] * 5, [x.get("ip") for x in d])
+    used = [int(x.get("used", -1)) for x in d]
+    check(used == sorted(used) and used[-1] in (4, 5), f"used should grow to the cap: {used}")
+    r.finish()
+
+
+@case
+def case_tempfail(binary, scratch):
+    """Past the cap: 451 4.7.1 with a text naming the limit and a retry-after."""
+    r = Run(binary, scratch, one_limit_config(3, "tempfail")).start()
+    r.lua("tempfail.lua", cap=3, over=2, tempfail_text=tempfail_text(3))
+    r.expected = ["accept"] * 3 + ["tempfail"] * 2
+    d = r.check_decisions()
+    for x in d[3:]:
+        check(x.get("limit") == "hourly" and x.get("cap") == "3", f"refusal names the limit: {x['_line']}")
+    r.finish()
+
+
+@case
+def case_hold(binary, scratch):
+    """Past the cap with action hold: accepted with a quarantine request."""
+    r = Run(binary, scratch, one_limit_config(3, "hold")).start()
+    r.lua("hold.lua", cap=3, over=2, hold_reason=reason(3))
+    r.expected = ["accept"] * 3 + ["hold"] * 2
+    d = r.check_decisions()
+    for x in d[3:]:
+        check(x.get("limit") == "hourly", x["_line"])
+    r.finish()
+
+
+@case
+def case_reject(binary, scratch):
+    """Past the cap with action reject: 550 5.7.1."""
+    r = Run(binary, scratch, one_limit_config(3, "reject")).start()
+    r.lua("reject.lua", cap=3, over=2, reject_text=reason(3))
+    r.expected = ["accept"] * 3 + ["reject"] * 2
+    r.check_decisions()
+    r.finish()
+
+
+@case
+def case_reload(binary, scratch):
+    """SIGUSR1 with a higher cap: the next messages are accepted again
+    (counts survive the reload), up to the new cap."""
+    r = Run(binary, scratch, one_limit_config(2, "tempfail")).start()
+    r.plan("reload.lua", "accept:2,tempfail:1", tag="R1_", tempfail_text=tempfail_text(2))
+    r.check_decisions()
+    line = r.sg.reload(one_limit_config(4, "tempfail"), expect=r"reloaded ")
+    h.log(f"reload: {line}")
+    r.plan("reload.lua", "accept:2,tempfail:1", tag="R2_", tempfail_text=tempfail_text(4))
+    d = r.check_decisions()
+    check(d[-1].get("cap") == "4", f"new cap in the log: {d[-1]['_line']}")
+    r.finish()
+
+
+BAD_LINE_TEXT = "limits = ( { name = \"hourly\" window = \"1h\"; } );   # missing ';' after name"
+
+
+@case
+def case_bad_reload(binary, scratch):
+    """A reload with a syntax error keeps the running config and logs
+    FILE:LINE; -t says 78 with the same FILE:LINE; a later good reload works."""
+    cfg = one_limit_config(2, "tempfail")
+    r = Run(binary, scratch, cfg).start()
+    r.plan("reload.lua", "accept:2,tempfail:1", tag="B1_", tempfail_text=tempfail_text(2))
+    good = r.sg.render(cfg).rstrip("\n").split("\n")
+    bad_line = len(good) + 2
+    bad = "\n".join(good) + "\n\n" + BAD_LINE_TEXT + "\n"
+    r.sg.write_config(bad)
+    mark = r.sg.log_size()
+    r.sg.reload(expect=r"reload of .* failed")
+    where = f"{r.sg.config_path}:{bad_line}"
+    lines = r.sg.log_lines(mark)
+    check(any(where in ln for ln in lines),
+          f"expected an error naming {where}, got:\n" + "\n".join(lines))
+    check(r.sg.alive(), "sendguard died on a bad reload")
+    # -t agrees
+    t = subprocess.run([binary, "-t", "-c", r.sg.config_path], capture_output=True, text=True,
+                       timeout=20, env=r.sg.env)
+    check(t.returncode == 78, f"sendguard -t on a bad file: exit {t.returncode}, expected 78")
+    check(where in t.stderr + t.stdout, f"sendguard -t should name {where}: {t.stderr!r}")
+    # still the old config: cap 2 already used
+    r.plan("reload.lua", "tempfail:1", tag="B2_", tempfail_text=tempfail_text(2))
+    # a good reload after a bad one
+    r.sg.reload(one_limit_config(4, "tempfail"), expect=r"reloaded ")
+    r.plan("reload.lua", "accept:2,tempfail:1", tag="B3_", tempfail_text=tempfail_text(4))
+    r.check_decisions()
+    r.finish()
+
+
+@case
+def case_check_config(binary, scratch):
+    """sendguard -t: exit 0 on a good file, 78 with FILE:LINE on a bad one."""
+    sg = h.Sendguard(binary, scratch.sub("sendguard"), one_limit_config(5, "hold"))
+    t = sg.check_config()
+    check(t.returncode == 0, f"-t on a good config: {t.returncode} {t.stderr}")
+    bad = sg.render(one_limit_config(5, "hold")) + "\n" + BAD_LINE_TEXT + "\n"
+    n = bad.rstrip("\n").count("\n") + 1
+    t = sg.check_config(bad)
+    check(t.returncode == 78, f"-t on a bad config: {t.returncode}, expected 78")
+    check(re.search(re.escape(os.path.join(sg.workdir, "check.conf")) + f":{n}\\b", t.stderr + t.stdout),
+          f"-t should report check.conf:{n}: {t.stderr!r}")
+    bad2 = sg.render(one_limit_config(5, "sometimes"))
+    t = sg.check_config(bad2)
+    check(t.returncode == 78 and re.search(r"check\.conf:\d+: .*action", t.stderr + t.stdout),
+          f"-t on an unknown action: {t.returncode} {t.stderr!r}")
+
+
+@case
+def case_hostile(binary, scratch):
+    """Hostile but protocol-valid input through miltertest (hostile.lua)."""
+    r = Run(binary, scratch, one_limit_config(100000, "tempfail")).start()
+    out = r.lua("hostile.lua")
+    m = re.search(r"SG-EOMS (\d+)", out)
+    check(m, f"hostile.lua did not report its message count:\n{out}")
+    n = int(m.group(1))
+    r.expected = ["accept"] * n
+    d = r.check_decisions()
+    qids = [x.get("qid") for x in d]
+    check("H15" not in qids and "H17" not in qids, f"aborted transactions must not be decided: {qids}")
+    big = [x for x in d if x.get("qid") == "H14"]
+    check(big and big[0].get("rcpts") == "1000", f"1,000 recipients counted: {big}")
+    nomac = [x for x in d if x.get("ip") == "198.51.100.9"]
+    check(nomac and nomac[0].get("qid") == "-", f"missing {{i}} logged as qid=-: {nomac}")
+    r.finish()
+
+
+@case
+def case_hostile_raw(binary, scratch):
+    """What miltertest cannot send: 2,000-byte addresses, NUL bytes, broken
+    macro packets, empty MAIL/RCPT, huge headers, protocol violations."""
+    r = Run(binary, scratch, one_limit_config(100000, "tempfail")).start()
+    long_addr = "<" + "b" * 1986 + "@example.com>"
+    assert len(long_addr) == 2000, len(long_addr)
+    exact = 0          # complete, well-formed transactions: one decision each
+    maybe = 0          # malformed ones: at most one decision each
+
+    def fresh():
+        c = r.client()
+        c.negotiate()
+        c.connect("client.example", "192.0.2.8")
+        return c
+
+    c = fresh()
+    res = c.message(long_addr, ["<rcpt@example.net>"], mail_macros={"i": "RAW1"}, eom_macros={"i": "RAW1"},
+                    headers=[("From", long_addr)])
+    check(res.verdict == "accept", f"2,000-byte sender: {res}")
+    exact += 1
+    res = c.message("<alice@example.com>", ["<rcpt@example.net>"],
+                    mail_macros={"i": "RAW2", "{auth_authen}": "j" * 2000}, eom_macros={"i": "RAW2"})
+    check(res.verdict == "accept", f"2,000-byte login: {res}")
+    exact += 1
+    res = c.message("<alice@example.com>", ["<" + "r" * 1990 + "@example.net>"] * 3,
+                    mail_macros={"i": "RAW3"}, eom_macros={"i": "RAW3"})
+    check(res.verdict == "accept", f"2,000-byte recipients: {res}")
+    exact += 1
+    # NUL inside macro values: the pairs come out misaligned
+    res = c.message("<alice@example.com>", ["<rcpt@example.net>"],
+                    mail_macros=b"i\0RAW4\0X\0{auth_authen}\0evil\0login\0\0\0",
+                    eom_macros=b"i\0RAW4\0")
+    check(res.verdict in ("accept", "tempfail"), f"NUL in macros: {res}")
+    exact += 1
+    # NUL, CR, LF inside the MAIL argument (libmilter splits at NUL)
+    res = c.message(b"<ali\0ce@example.com>\r\nqid=FORGED action=accept", [b"<r\0cpt@example.net>"],
+                    mail_macros={"i": "RAW5"}, eom_macros={"i": "RAW5"},
+                    headers=[("X-Mailer", b"a\0b\r\nqid=FORGED action=accept"),
+                             ("From", b"\xff\xfe\r\n\r\n")])
+    check(res.verdict == "accept", f"NUL/CR/LF in MAIL: {res}")
+    exact += 1
+    # 1,000 recipients of 300 bytes, a 60 KB header (libmilter takes up to 64 KB
+    # per packet unless SMFIP_MDS_* is negotiated), 1 MB of body
+    rcpts = [f"<{'x' * 280}{i:04d}@example.net>" for i in range(1000)]
+    res = c.message("<alice@example.com>", rcpts, mail_macros={"i": "RAW7"}, eom_macros={"i": "RAW7"},
+                    headers=[("X-Big", "v" * 60000)], body=b"y" * 1000000)
+    check(res.verdict == "accept", f"1,000 long recipients: {res}")
+    exact += 1
+    c.quit()
+
+    # IPv6 and "unspec" client addresses
+    for ip in ("2001:db8::1", "unspec"):
+        c = r.client()
+        c.negotiate()
+        c.connect("client.example", ip)
+        res = c.message("<alice@example.com>", ["<rcpt@example.net>"], mail_macros={"i": "RAW8"},
+                        eom_macros={"i": "RAW8"})
+        check(res.verdict == "accept", f"client {ip}: {res}")
+        exact += 1
+        c.quit()
+
+    # protocol violations: each on its own connection; the filter may
+    # answer or hang up, but must survive
+    violations = {
+        "MAIL without argument": lambda c: (c.send("M", b""), c.rcpt(["<r@example.net>"]), c.eom()),
+        "RCPT without argument": lambda c: (c.mail(["<a@example.com>"]), c.send("R", b""), c.eom()),
+        "EOM without MAIL": lambda c: c.eom(),
+        "body before MAIL": lambda c: (c.send("B", b"x" * 10), c.eom()),
+        "garbage command": lambda c: (c.send("?", b"\xff" * 100), c.mail(["<a@example.com>"]), c.eom()),
+        "truncated packet": lambda c: c.sock.sendall(b"\x00\x00\x10\x00M<a@"),
+        "empty macro packet": lambda c: (c.macro("M", b""), c.mail(["<a@example.com>"]),
+                                         c.rcpt(["<r@example.net>"]), c.eom()),
+        "unknown macro stage": lambda c: (c.macro("Z", {"i": "RAW6"}), c.mail(["<a@example.com>"]),
+                                          c.rcpt(["<r@example.net>"]), c.eom()),
+    }
+    for what, fn in violations.items():
+        c = fresh()
+        c.sock.settimeout(3)
+        try:
+            res = fn(c)
+            h.log(f"{what}: {res!r}")
+        except (mc.MilterError, OSError) as e:
+            h.log(f"{what}: connection ended ({e})")
+        maybe += 1
+        c.close()
+        check(r.sg.alive(), f"sendguard died after: {what}\n{h.tail(r.sg.logfile)}")
+
+    # still answering
+    c = fresh()
+    res = c.message("<alice@example.com>", ["<rcpt@example.net>"], mail_macros={"i": "RAW9"},
+                    eom_macros={"i": "RAW9"})
+    check(res.verdict == "accept", f"after the violations: {res}")
+    exact += 1
+    c.quit()
+
+    d = r.decisions(exact)
+    check(exact <= len(d) <= exact + maybe,
+          f"{len(d)} decision lines for {exact} complete (+{maybe} malformed) transactions:\n"
+          + "\n".join(x["_line"] for x in d))
+    longest = max(len(x["_line"]) for x in d)
+    check(longest < 4096, f"a decision line of {longest} bytes")
+    r.finish()
+
+
+@case
+def case_odd_macros(binary, scratch):
+    """NOT IN CTEST - a known libmilter bug, not sendguard's: a macro packet
+    with a name but no value ("i\\0") makes libmilter's smfi_getsymval()
+    read past its array (SEGV in strcmp). Only a process that can open the
+    milter socket can send it (Postfix never does); kept to show the bug."""
+    r = Run(binary, scratch, one_limit_config(100000, "tempfail")).start()
+    for packet in (b"i\0", b"i"):
+        c = r.client()
+        c.sock.settimeout(3)
+        c.negotiate()
+        c.connect("client.example", "192.0.2.8")
+        try:
+            c.macro("M", packet)
+            c.mail(["<a@example.com>"])
+            c.rcpt(["<r@example.net>"])
+            h.log(f"odd macro {packet!r}: {c.eom()!r}")
+        except (mc.MilterError, OSError) as e:
+            h.log(f"odd macro {packet!r}: connection ended ({e})")
+        c.close()
+        check(r.sg.alive(), f"sendguard died on macro packet {packet!r}:\n{h.tail(r.sg.logfile, 30)}")
+    r.finish()
+
+
+EXPECTED_STEPS = ["NOHELO", "NOUNKNOWN", "NODATA", "NOEOH", "NR_CONN", "NR_MAIL", "NR_RCPT",
+                  "NR_HDR", "NR_BODY"]
+
+
+@case
+def case_negotiate(binary, scratch):
+    """What sendguard asks for: quarantine, the steps it does not need
+    skipped, no replies for the ones it only records; and with an MTA that
+    offers nothing but the basics, it still decides."""
+    r = Run(binary, scratch, one_limit_config(1, "hold")).start()
+    c = r.client()
+    vers, actions, steps = c.negotiate()
+    names = mc.flag_names(steps, mc.SMFIP)
+    h.log(f"negotiated version {vers}, actions {mc.flag_names(actions, mc.SMFIF)}, steps {names}")
+    check(actions & mc.SMFIF["QUARANTINE"], "quarantine action not requested")
+    missing = [s for s in EXPECTED_STEPS if s not in names]
+    check(not missing, f"expected steps {missing} in the negotiation, got {names}")
+    check(not steps & (mc.SMFIP["NOMAIL"] | mc.SMFIP["NORCPT"] | mc.SMFIP["NOCONNECT"]),
+          f"sendguard must see connect, MAIL and RCPT: {names}")
+    c.connect("client.example", "192.0.2.9")
+    res = c.message("<alice@example.com>", ["<r@example.net>"], mail_macros={"i": "N1"},
+                    eom_macros={"i": "N1"})
+    check(res.verdict == "accept", res)
+    c.quit()
+    # an MTA that offers no quarantine action and no NR_*/NO* steps but the
+    # basic ones (like a Sendmail without quarantine support)
+    c = r.client()
+    vers, actions, steps = c.negotiate(version=6, actions=0x1F, steps=0x7F)
+    c.connect("client.example", "192.0.2.9")
+    c.helo()
+    res = c.message("<alice@example.com>", ["<r@example.net>"], mail_macros={"i": "N2"},
+                    eom_macros={"i": "N2"}, headers=[("From", "alice@example.com")])
+    check(res.verdict == "tempfail", f"hold without quarantine must fall back to tempfail: {res}")
+    c.quit()
+    r.expected = ["accept", "tempfail"]
+    r.check_decisions()
+    r.finish()
+
+
+# --------------------------------------------------------------------------
+def run_case(name, binary):
+    scratch = h.Scratch(f"sg-milter-{name}-")
+    ok = False
+    t0 = time.monotonic()
+    h.arm_timeout()
+    try:
+        CASES[name](binary, scratch)
+        ok = True
+    except Exception:
+        traceback.print_exc()
+    finally:
+        signal.alarm(0)
+        h.stop_everything()
+        scratch.finish(ok)
+    print(f"milter_{name}: {'PASS' if ok else 'FAIL'} ({time.monotonic() - t0:.1f}s)", flush=True)
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binary", default=os.environ.get("SG_SENDGUARD") or h.sendguard_binary())
+    ap.add_argument("--case", action="append", default=[])
+    ap.add_argument("--all", action="store_true")
+    ap.add_argument("--list", action="store_true")
+    a = ap.parse_args()
+    if a.list:
+        for k, fn in CASES.items():
+            print(f"{k:14} {fn.__doc__.strip().splitlines()[0]}")
+        return 0
+    names = list(CASES) if a.all else a.case
+    if not names:
+        ap.error("--case NAME or --all")
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        ap.error(f"unknown case(s) {unknown}; --list shows them")
+    if not os.access(a.binary, os.X_OK):
+        print(f"FAIL: sendguard binary not found or not executable: {a.binary}", file=sys.stderr)
+        return 1
+    results = [run_case(n, a.binary) for n in names]
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
