@@ -24,7 +24,8 @@
 #include "sg_log.h"
 #include "sg_milter.h"
 #include "sg_policy.h"
-#include "sg_daemon_hooks.h"
+#include "sg_jobs.h"
+#include "sg_ovh.h"
 
 #define EX_USAGE_ 64
 #define EX_UNAVAILABLE_ 69
@@ -155,7 +156,7 @@ static void reload(void)
         sg_log_set_facility(n->syslog_facility);
         sg_conf_swap(conf);
         sg_log(LOG_NOTICE, "reloaded %s", sg_conf_path(old));
-        sg_daemon_reloaded();
+        sg_jobs_reloaded();
     }
     sg_conf_unref(old);
 }
@@ -240,6 +241,10 @@ int main(int argc, char **argv)
         return SG_EX_CONFIG;
 
     signal(SIGPIPE, SIG_IGN);
+    if (sg_ovh_global_init() != 0) {         /* before any thread */
+        sg_log(LOG_ERR, "curl_global_init failed");
+        return EX_SOFTWARE_;
+    }
     /* Block, in every thread to come, the signals libmilter's own signal
      * thread waits for (stop) and SIGUSR1 (ours): otherwise the kernel may
      * deliver SIGTERM to a thread that does not wait for it, killing the
@@ -273,14 +278,14 @@ int main(int argc, char **argv)
         return EX_OSERR_;
     }
     pthread_detach(sigthr);
-    sg_daemon_started(sg_rt.primary);
+    sg_jobs_start(sg_rt.primary, sg_rt.fallback, sg_rt.relay);
     sg_log(LOG_NOTICE, "sendguard %s listening on %s, store %s, %zu accounts, %zu default limits",
            SG_VERSION, s->milter_socket, sg_store_name(sg_rt.primary), s->naccounts, s->nlimits);
 
     rc = smfi_main();
 
     sg_log(LOG_NOTICE, "stopping");
-    sg_daemon_stopping();
+    sg_jobs_stop();
     if (pidfile != NULL)
         unlink(pidfile);
     sg_store_free(sg_rt.primary);

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 
 #include "sg_log.h"
+#include "sg_jobs.h"
 #include "sg_policy.h"
 
 #define HDR_KEEP 512              /* bytes kept of an evidence header */
@@ -309,6 +310,8 @@ static sfsistat cb_eom(SMFICTX *ctx)
     default:
         break;
     }
+    if (v.lockdown && v.action == SG_ACT_HOLD)
+        sg_jobs_held(v.account, m->qid);
     log_verdict(m, c->ip, &v, now_ms() - t0);
     msg_reset(m);
     return rc;

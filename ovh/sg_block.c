@@ -23,6 +23,8 @@
 #include <openssl/rand.h>
 
 #include "sg_log.h"
+#include "sg_run.h"
+#include "sg_store.h"
 
 #define HOUR_MS 3600000LL
 #define SPIKE_MIN 10              /* an hour below this is never a spike */
@@ -483,6 +485,66 @@ int sg_block_sasl_rewrite(const char *path, const char *user, const char *passwo
         return -1;
     }
     return changed;
+}
+
+/* --- alerts -------------------------------------------------------------- */
+
+void sg_block_summary(struct sg_store *st, const char *account, int64_t now_ms,
+                      char *buf, size_t size)
+{
+    struct sg_block_facts f;
+    char *ev = NULL, err[128], ip[140], mua[140];
+
+    if (sg_store_evidence_json(st, account, &ev) != 0 ||
+        sg_block_analyse(ev, now_ms, now_ms - 24 * HOUR_MS, &f, err, sizeof(err)) != 0) {
+        snprintf(buf, size, "evidence=unavailable");
+        free(ev);
+        return;
+    }
+    snprintf(buf, size, "messages_24h=%llu recipients_24h=%llu new_ips=%zu new_mailers=%zu "
+             "spike=%s from_mismatch=%llu top_ip=%s top_mailer=%s",
+             (unsigned long long)f.period_msgs, (unsigned long long)f.period_rcpts, f.new_ips,
+             f.new_mailers, f.spike ? "yes" : "no", (unsigned long long)f.from_mismatch,
+             sg_log_esc(ip, sizeof(ip), f.nips ? f.ips[0].name : NULL),
+             sg_log_esc(mua, sizeof(mua), f.nmailers ? f.mailers[0].name : NULL));
+    sg_block_facts_free(&f);
+    free(ev);
+}
+
+int sg_block_alert(const struct sg_settings *s, struct sg_store *st, const char *account,
+                   enum sg_offer offer, const char *event, int64_t ticket,
+                   const char *summary, const char *relay)
+{
+    char lock[512], owner[128], out[512], e[6][600];
+    const char *env[6];
+    struct timespec ts;
+    int rc;
+
+    if (s->nalert_command == 0)
+        return -2;
+    /* A fresh owner each time: the lock is taken only if nobody (not even
+     * this relay) took it within alert.interval. */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(lock, sizeof(lock), "alert:%s:%s", event, account);
+    snprintf(owner, sizeof(owner), "%s:%ld:%ld.%09ld", relay, (long)getpid(), (long)ts.tv_sec,
+             ts.tv_nsec);
+    if (sg_store_lock(st, lock, owner, s->alert_interval_ms) == 0)
+        return -2;                /* sent recently; a store error still alerts */
+    snprintf(e[0], sizeof(e[0]), "SG_EVENT=%s", event);
+    snprintf(e[1], sizeof(e[1]), "SG_ACCOUNT=%s", account);
+    snprintf(e[2], sizeof(e[2]), "SG_OFFER=%s", sg_offer_name(offer));
+    snprintf(e[3], sizeof(e[3]), "SG_TICKET=%lld", (long long)ticket);
+    snprintf(e[4], sizeof(e[4]), "SG_RELAY=%s", relay);
+    snprintf(e[5], sizeof(e[5]), "SG_SUMMARY=%s", summary ? summary : "");
+    for (int i = 0; i < 6; i++)
+        env[i] = e[i];
+    rc = sg_run(s->alert_command, s->nalert_command, env, 6, NULL, 30, out, sizeof(out));
+    if (rc != 0) {
+        char esc[600];
+        sg_log(LOG_ERR, "alert.command failed for event=%s (status %d): %s", event, rc,
+               sg_log_esc(esc, sizeof(esc), out));
+    }
+    return rc;
 }
 
 /* --- audit --------------------------------------------------------------- */

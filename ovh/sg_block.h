@@ -18,6 +18,8 @@
 
 #include "sg_conf.h"
 
+struct sg_store;
+
 #define SG_BLOCK_HOURS 48
 
 struct sg_block_seen {            /* a client IP or a mailer */
@@ -83,6 +85,22 @@ int sg_block_password(char *out, size_t len);
  * found: nothing written) or -1 (err says why, never with the password). */
 int sg_block_sasl_rewrite(const char *path, const char *user, const char *password,
                           char *err, size_t errlen);
+
+/* One line of evidence for alerts, from the store's evidence over the last
+ * 24 hours: "messages_24h=N recipients_24h=N new_ips=N new_mailers=N
+ * spike=yes|no from_mismatch=N top_ip=X top_mailer=Y" (escaped). */
+void sg_block_summary(struct sg_store *st, const char *account, int64_t now_ms,
+                      char *buf, size_t size);
+
+/* Run alert.command (if configured) for an event ("blocked", "unblocked",
+ * "lockdown", "released", ...), at most once per account and event per
+ * alert.interval across relays (a store lock). The facts go in the
+ * environment (SG_EVENT, SG_ACCOUNT, SG_OFFER, SG_TICKET, SG_RELAY,
+ * SG_SUMMARY), never in argv. Returns the command's exit status, -1 if it
+ * could not run, -2 when nothing ran (no command, or rate-limited). */
+int sg_block_alert(const struct sg_settings *s, struct sg_store *st, const char *account,
+                   enum sg_offer offer, const char *event, int64_t ticket,
+                   const char *summary, const char *relay);
 
 /* Audit: one LOG_NOTICE line "audit: who=<...> what=... account=<...> ...". */
 void sg_block_audit(const char *who, const char *what, const char *account,

@@ -280,6 +280,9 @@ struct sg_ovh_watch_hooks {
     /* After an account's state changed (blocked or back to normal) and was
      * written to the store. May be NULL. */
     void (*on_change)(void *ctx, const struct sg_account *a, const struct sg_account_state *st);
+    /* Text appended to the LOG_ALERT line of a new block (the evidence
+     * summary), already escaped for a log line. May be NULL. */
+    void (*describe)(void *ctx, const struct sg_account *a, char *buf, size_t size);
     void *ctx;
 };
 

@@ -137,8 +137,14 @@ size_t sg_ovh_watch_round(sg_ovh_t *c, struct sg_store *store, const struct sg_a
                 note_ticket(c, a, st.ticket, &next);
             else
                 snprintf(next.note, sizeof(next.note), "ticket_id=- unblock=password_change");
-            sg_log(LOG_ALERT, "ovh: account=<%s> offer=%s event=blocked ticket=%" PRId64 " state=%s %s",
-                   esc, sg_offer_name(a->offer), next.ticket, *st.state ? st.state : "-", next.note);
+            {
+                char summary[512] = "";
+                if (hooks && hooks->describe)
+                    hooks->describe(hooks->ctx, a, summary, sizeof(summary));
+                sg_log(LOG_ALERT, "ovh: account=<%s> offer=%s event=blocked ticket=%" PRId64
+                       " state=%s %s%s%s", esc, sg_offer_name(a->offer), next.ticket,
+                       *st.state ? st.state : "-", next.note, summary[0] ? " " : "", summary);
+            }
             changed = true;
         } else if (!st.blocked && api_blocked_before) {
             next.blocked = false;

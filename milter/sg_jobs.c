@@ -1,0 +1,205 @@
+/*
+ * sg_jobs.c - background work of the daemon: the OVHcloud watcher thread
+ * (sg_ovh_watch, elected by a store lock so one relay polls), its alerts,
+ * and the release thread that hands the queue ids this relay held back to
+ * release_command once the account's lockdown is off.
+ *
+ * Must not: run in a libmilter callback's thread (sg_jobs_held only
+ * records), or release mail of an account still locked down.
+ */
+#include "sg_jobs.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sg_block.h"
+#include "sg_conf.h"
+#include "sg_log.h"
+#include "sg_ovh.h"
+#include "sg_run.h"
+
+#define RELEASE_EVERY_S 2
+#define POLL_LOCK "ovh-poll"
+
+static struct {
+    sg_store_t *store, *fallback;
+    sg_ovh_watch_t *watch;
+    pthread_t thr;
+    bool running, stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char relay[256], owner[320];
+} J = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static long last_held_fail, last_release_fail;
+
+static int64_t now_ms(void)
+{
+    return (int64_t)sg_clock_realtime_ms(NULL);
+}
+
+/* --- watcher hooks ------------------------------------------------------- */
+
+static bool hook_try_lock(void *ctx, uint64_t ttl_ms)
+{
+    (void)ctx;
+    return sg_store_lock(J.store, POLL_LOCK, J.owner, ttl_ms) == 1;
+}
+
+static void hook_unlock(void *ctx)
+{
+    (void)ctx;
+    sg_store_lock(J.store, POLL_LOCK, J.owner, 0);
+}
+
+static void hook_describe(void *ctx, const struct sg_account *a, char *buf, size_t size)
+{
+    (void)ctx;
+    sg_block_summary(J.store, a->address, now_ms(), buf, size);
+}
+
+static void hook_on_change(void *ctx, const struct sg_account *a,
+                           const struct sg_account_state *st)
+{
+    sg_conf_t *conf = sg_conf_current();
+    char summary[512];
+
+    (void)ctx;
+    sg_block_summary(J.store, a->address, now_ms(), summary, sizeof(summary));
+    sg_block_alert(sg_conf_settings(conf), J.store, a->address, a->offer,
+                   st->blocked ? "blocked" : "unblocked", st->ticket, summary, J.relay);
+    sg_conf_unref(conf);
+    pthread_mutex_lock(&J.mu);    /* release held mail now, not in 2 s */
+    pthread_cond_signal(&J.cv);
+    pthread_mutex_unlock(&J.mu);
+}
+
+/* --- release ------------------------------------------------------------- */
+
+/* Hand this relay's held queue ids of one account to release_command. */
+static void release_account(const struct sg_settings *s, sg_store_t *st, const char *account)
+{
+    struct sg_account_state state;
+    char **q = NULL, *input, out[512], esc[400], detail[320];
+    size_t n = 0, len = 0;
+    int rc;
+
+    if (sg_store_held_list(st, account, J.relay, &q, &n) != 0 || n == 0)
+        return;
+    if (sg_store_state_get(st, account, &state) != 0 || state.blocked) {
+        sg_store_strv_free(q, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        len += strlen(q[i]) + 1;
+    input = malloc(len + 1);
+    if (input == NULL) {
+        sg_store_strv_free(q, n);
+        return;
+    }
+    input[0] = '\0';
+    for (size_t i = 0, o = 0; i < n; i++)
+        o += (size_t)sprintf(input + o, "%s\n", q[i]);
+    rc = sg_run(s->release_command, s->nrelease_command, NULL, 0, input, 60, out, sizeof(out));
+    free(input);
+    sg_log_esc(esc, sizeof(esc), account);
+    if (rc == 0 && sg_store_held_del(st, account, J.relay, (const char *const *)q, n) == 0) {
+        sg_log(LOG_NOTICE, "released account=<%s> relay=%s messages=%zu", esc, J.relay, n);
+        snprintf(detail, sizeof(detail), "messages=%zu relay=%s", n, J.relay);
+        sg_block_audit("sendguard", "release", account, detail);
+    } else if (sg_log_ratelimit(&last_release_fail, 300)) {
+        char o[600];
+        sg_log(LOG_ERR, "release of %zu held messages of account=<%s> failed (status %d): %s;"
+               " will retry", n, esc, rc, sg_log_esc(o, sizeof(o), out));
+    }
+    sg_store_strv_free(q, n);
+}
+
+static void *release_thread(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&J.mu);
+    while (!J.stop) {
+        struct timespec ts;
+        sg_conf_t *conf;
+        const struct sg_settings *s;
+
+        pthread_mutex_unlock(&J.mu);
+        conf = sg_conf_current();
+        s = sg_conf_settings(conf);
+        for (size_t i = 0; i < s->naccounts; i++) {
+            release_account(s, J.store, s->accounts[i].address);
+            if (J.fallback != J.store)
+                release_account(s, J.fallback, s->accounts[i].address);
+        }
+        sg_conf_unref(conf);
+        pthread_mutex_lock(&J.mu);
+        if (J.stop)
+            break;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += RELEASE_EVERY_S;
+        pthread_cond_timedwait(&J.cv, &J.mu, &ts);
+    }
+    pthread_mutex_unlock(&J.mu);
+    return NULL;
+}
+
+void sg_jobs_held(const char *account, const char *qid)
+{
+    if (qid == NULL || qid[0] == '\0')
+        return;                   /* no {i}: already warned about; cannot be released by id */
+    if (sg_store_held_add(J.store, account, J.relay, qid) == 0)
+        return;
+    if (sg_store_held_add(J.fallback, account, J.relay, qid) != 0 &&
+        sg_log_ratelimit(&last_held_fail, 300))
+        sg_log(LOG_ERR, "cannot record held message qid=%s: release it by hand once the account"
+               " is unblocked (postsuper -H)", qid);
+}
+
+/* --- lifecycle ----------------------------------------------------------- */
+
+void sg_jobs_start(sg_store_t *primary, sg_store_t *fallback, const char *relay)
+{
+    struct sg_ovh_watch_hooks hooks = {
+        .try_lock = hook_try_lock, .unlock = hook_unlock, .on_change = hook_on_change,
+        .describe = hook_describe, .ctx = NULL,
+    };
+    char err[256];
+
+    J.store = primary;
+    J.fallback = fallback;
+    snprintf(J.relay, sizeof(J.relay), "%s", relay);
+    snprintf(J.owner, sizeof(J.owner), "%s:%ld", relay, (long)getpid());
+    J.watch = sg_ovh_watch_start(sg_conf_current, primary, &hooks, err, sizeof(err));
+    if (J.watch == NULL)
+        sg_log(LOG_ERR, "OVHcloud watcher not started: %s", err);
+    J.stop = false;
+    J.running = pthread_create(&J.thr, NULL, release_thread, NULL) == 0;
+    if (!J.running)
+        sg_log(LOG_ERR, "release thread not started: held mail must be released by hand");
+}
+
+void sg_jobs_reloaded(void)
+{
+    if (J.watch != NULL)
+        sg_ovh_watch_kick(J.watch);
+}
+
+void sg_jobs_stop(void)
+{
+    sg_ovh_watch_stop(J.watch);
+    J.watch = NULL;
+    if (J.running) {
+        pthread_mutex_lock(&J.mu);
+        J.stop = true;
+        pthread_cond_signal(&J.cv);
+        pthread_mutex_unlock(&J.mu);
+        pthread_join(J.thr, NULL);
+        J.running = false;
+    }
+}
