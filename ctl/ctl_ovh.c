@@ -40,34 +40,6 @@ static void usage(FILE *f)
                "API could not tell.\n");
 }
 
-/* open_client - credentials (ovh.credentials / ovh.conf / OVH_*) and a client */
-static sg_ovh_t *open_client(const struct sg_settings *s, struct sg_ovh_err *err)
-{
-    char msg[sizeof(err->message)];
-    sg_ovh_creds_t *creds;
-    struct sg_ovh_opts o;
-    sg_ovh_t *c;
-
-    memset(err, 0, sizeof(*err));
-    if (sg_ovh_global_init() != 0) {
-        err->rc = SG_OVH_E_CONFIG;
-        snprintf(err->message, sizeof(err->message), "curl_global_init failed");
-        return NULL;
-    }
-    creds = sg_ovh_creds_load(s->ovh_credentials, s->ovh_endpoint, msg, sizeof(msg));
-    if (!creds) {
-        err->rc = SG_OVH_E_CONFIG;
-        snprintf(err->message, sizeof(err->message), "%s", msg);
-        return NULL;
-    }
-    sg_ovh_opts_default(&o);
-    if (s->ovh_timeout_ms > 0)
-        o.timeout_ms = s->ovh_timeout_ms;
-    c = sg_ovh_new(creds, &o, err);
-    sg_ovh_creds_free(creds);
-    return c;
-}
-
 /* ---- check ---------------------------------------------------------------- */
 
 struct row {
@@ -154,7 +126,7 @@ static int cmd_check(sg_conf_t *conf, int argc, char **argv)
     }
 
     struct sg_ovh_err cerr;
-    sg_ovh_t *c = open_client(s, &cerr);
+    sg_ovh_t *c = sg_ovh_open(s, &cerr);
     const struct sg_ovh_err *fatal = c ? NULL : &cerr;
     for (size_t i = 0; i < n; i++) {
         if (fatal) {
@@ -253,7 +225,7 @@ static int cmd_accounts(sg_conf_t *conf, int argc, char **argv)
         usage(stderr);
         return EX_USAGE_;
     }
-    sg_ovh_t *c = open_client(s, &err);
+    sg_ovh_t *c = sg_ovh_open(s, &err);
     if (!c) {
         fprintf(stderr, "sendguardctl: ovh accounts: %s\n", sg_ovh_strerror(&err, msg, sizeof(msg)));
         return EX_FAIL;

@@ -137,6 +137,11 @@ sg_ovh_t *sg_ovh_new(const sg_ovh_creds_t *creds, const struct sg_ovh_opts *opts
                      struct sg_ovh_err *err);
 void sg_ovh_free(sg_ovh_t *c);
 
+/* A client as the configuration says: credentials from ovh.credentials (or
+ * the standard ovh.conf lookup and OVH_* variables), ovh.endpoint,
+ * ovh.timeout. NULL on error, err filled (never with a secret). */
+sg_ovh_t *sg_ovh_open(const struct sg_settings *s, struct sg_ovh_err *err);
+
 /* A hook polled during transfers and pauses; returning true aborts the
  * call with SG_OVH_E_ABORTED (the watcher's stop). */
 void sg_ovh_set_abort(sg_ovh_t *c, bool (*fn)(void *ctx), void *ctx);

@@ -888,3 +888,30 @@ out:
     free(url);
     return rc;
 }
+
+sg_ovh_t *sg_ovh_open(const struct sg_settings *s, struct sg_ovh_err *err)
+{
+    char msg[sizeof(err->message)];
+    sg_ovh_creds_t *creds;
+    struct sg_ovh_opts o;
+    sg_ovh_t *c;
+
+    memset(err, 0, sizeof(*err));
+    if (sg_ovh_global_init() != 0) {
+        err->rc = SG_OVH_E_CONFIG;
+        snprintf(err->message, sizeof(err->message), "curl_global_init failed");
+        return NULL;
+    }
+    creds = sg_ovh_creds_load(s->ovh_credentials, s->ovh_endpoint, msg, sizeof(msg));
+    if (creds == NULL) {
+        err->rc = SG_OVH_E_CONFIG;
+        snprintf(err->message, sizeof(err->message), "%s", msg);
+        return NULL;
+    }
+    sg_ovh_opts_default(&o);
+    if (s->ovh_timeout_ms > 0)
+        o.timeout_ms = s->ovh_timeout_ms;
+    c = sg_ovh_new(creds, &o, err);
+    sg_ovh_creds_free(creds);
+    return c;
+}

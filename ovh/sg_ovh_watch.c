@@ -186,22 +186,10 @@ static bool stop_requested(void *ctx)
 
 static sg_ovh_t *make_client(struct sg_ovh_watch *w, const struct sg_settings *s)
 {
-    char err[600], msg[700];
+    char msg[700];
     struct sg_ovh_err e;
-    struct sg_ovh_opts o;
-    sg_ovh_creds_t *creds = sg_ovh_creds_load(s->ovh_credentials, s->ovh_endpoint, err, sizeof(err));
-    sg_ovh_t *c;
+    sg_ovh_t *c = sg_ovh_open(s, &e);
 
-    if (!creds) {
-        if (sg_log_ratelimit(&last_global_fail, 3600))
-            sg_log(LOG_ERR, "ovh: credentials: %s", err);
-        return NULL;
-    }
-    sg_ovh_opts_default(&o);
-    if (s->ovh_timeout_ms > 0)
-        o.timeout_ms = s->ovh_timeout_ms;
-    c = sg_ovh_new(creds, &o, &e);
-    sg_ovh_creds_free(creds);
     if (!c) {
         if (sg_log_ratelimit(&last_global_fail, 3600))
             sg_log(LOG_ERR, "ovh: %s", sg_ovh_strerror(&e, msg, sizeof(msg)));
