@@ -13,5 +13,9 @@ int sg_ctl_limits(sg_conf_t *conf, int argc, char **argv);    /* ctl_check.c */
 int sg_ctl_status(sg_conf_t *conf, int argc, char **argv);    /* ctl_status.c */
 int sg_ctl_reset(sg_conf_t *conf, int argc, char **argv);     /* ctl_status.c */
 int sg_ctl_ovh(sg_conf_t *conf, int argc, char **argv);       /* ctl_ovh.c */
+int sg_ctl_lockdown(sg_conf_t *conf, int argc, char **argv);  /* ctl_block.c */
+int sg_ctl_report(sg_conf_t *conf, int argc, char **argv);    /* ctl_block.c */
+int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv);   /* ctl_block.c */
+int sg_ctl_rotate(sg_conf_t *conf, int argc, char **argv);    /* ctl_block.c */
 
 #endif

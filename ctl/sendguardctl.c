@@ -23,6 +23,12 @@ static const struct {
     { "status", sg_ctl_status, "usage per limit, block state and evidence [ACCOUNT] [--json]" },
     { "reset", sg_ctl_reset, "forget an account's counters: reset ACCOUNT" },
     { "ovh", sg_ctl_ovh, "OVHcloud API: ovh check|accounts|credential" },
+    { "lockdown", sg_ctl_lockdown, "hold an account's mail on every relay: lockdown ACCOUNT [--off]" },
+    { "report", sg_ctl_report, "evidence and draft answers: report ACCOUNT [--json] [--since 24h]" },
+    { "unblock", sg_ctl_unblock, "answer the ticket / change the legacy password: unblock ACCOUNT "
+                                 "[--draft] [--answers FILE] [--yes] [--show-password]" },
+    { "rotate-password", sg_ctl_rotate, "new password for an account: rotate-password ACCOUNT "
+                                        "[--yes] [--show-password]" },
 };
 
 static void usage(FILE *f)
@@ -31,7 +37,7 @@ static void usage(FILE *f)
                "  -c FILE  configuration (default /etc/sendguard/sendguard.conf)\n"
                "commands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+        fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].help);
 }
 
 int main(int argc, char **argv)

@@ -17,8 +17,7 @@
 #include <jansson.h>
 
 #include "sg_conf.h"
-
-struct sg_store;
+#include "sg_store.h"
 
 #define SG_BLOCK_HOURS 48
 
@@ -101,6 +100,63 @@ void sg_block_summary(struct sg_store *st, const char *account, int64_t now_ms,
 int sg_block_alert(const struct sg_settings *s, struct sg_store *st, const char *account,
                    enum sg_offer offer, const char *event, int64_t ticket,
                    const char *summary, const char *relay);
+
+/* --- with the API (sg_unblock.c) ---------------------------------------- */
+
+struct sg_ovh;                    /* sg_ovh.h */
+
+/* Everything the report and the unblock need about one account. */
+struct sg_block_case {
+    const struct sg_account *a;
+    struct sg_account_state state;        /* the store's */
+    bool api_ok;                          /* the API answered for the account */
+    bool blocked;                         /* the API says blocked */
+    int64_t ticket_number;                /* -1 none */
+    char api_state[32];
+    char api_error[700];                  /* why api_ok is false */
+    bool have_ticket;
+    int64_t ticket_id;
+    char ticket_state[16], ticket_last_from[16];
+    char *ticket_message;                 /* OVHcloud's first support message (malloc'd) */
+    long suspicious;                      /* from that message, -1 unknown */
+    char *header_sample;                  /* malloc'd or NULL */
+    size_t support_since_reply;           /* support messages after our last reply */
+    char **redir;
+    size_t nredir;
+    bool redir_readable;                  /* the offer exposes redirections */
+    bool evidence_ok;
+    struct sg_block_facts facts;
+    bool french;                          /* the ticket is in French */
+};
+
+/* Gather the case: API status, ticket and its messages, redirections, the
+ * store's evidence since since_ms. c may be NULL (no API: evidence only).
+ * Always fills what it can; 0, or -1 when the account itself could not be
+ * read from the API (api_error says why). */
+int sg_block_gather(struct sg_ovh *c, struct sg_store *st, const struct sg_account *a,
+                    int64_t now_ms, int64_t since_ms, struct sg_block_case *bc);
+void sg_block_case_free(struct sg_block_case *bc);
+
+/* The draft reply for a gathered case (malloc'd). */
+char *sg_block_case_draft(const struct sg_block_case *bc);
+
+/* Unblock: Exchange, Email Pro, MX Plan new: post text on the ticket;
+ * legacy MX Plan: a new password (sg_block_rotate). Writes the state
+ * (phase "replied" / "password_changed", note with the time) and an audit
+ * line. Safe to run twice: an account the API no longer reports blocked,
+ * or a ticket whose last message is this same text, is left alone.
+ * msg gets a sentence for the postmaster. 0 done (or nothing to do), -1 failed. */
+int sg_block_unblock(struct sg_ovh *c, struct sg_store *st, const struct sg_settings *s,
+                     struct sg_block_case *bc, const char *text, const char *who,
+                     bool show_password, char *msg, size_t msglen);
+
+/* A new strong password for the account through the API, written into its
+ * sasl_map_file (then after_password_change is run). Without a
+ * sasl_map_file the password is printed only when show_password (else
+ * refused before anything changes). 0 or -1; msg says what happened. */
+int sg_block_rotate(struct sg_ovh *c, struct sg_store *st, const struct sg_settings *s,
+                    const struct sg_account *a, const char *who, bool show_password,
+                    char *msg, size_t msglen);
 
 /* Audit: one LOG_NOTICE line "audit: who=<...> what=... account=<...> ...". */
 void sg_block_audit(const char *who, const char *what, const char *account,

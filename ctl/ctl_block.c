@@ -1,0 +1,606 @@
+/*
+ * ctl_block.c - the block workflow for the postmaster: `lockdown`,
+ * `report`, `unblock`, `rotate-password`.
+ *
+ * Must not: post or change anything without the postmaster's confirmation
+ * (a terminal prompt, or --yes), print a password unless --show-password,
+ * or hold logic that lives in ovh/sg_block.c and ovh/sg_unblock.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <jansson.h>
+
+#include "ctl.h"
+#include "sg_block.h"
+#include "sg_log.h"
+#include "sg_ovh.h"
+#include "sg_policy.h"
+
+#define EX_FAIL 1
+#define EX_USAGE_ 64
+#define EX_UNAVAILABLE_ 69
+#define H_MS 3600000LL
+
+struct opts {
+    const char *account, *answers, *since;
+    bool json, draft, yes, show_password, off;
+};
+
+static int parse(int argc, char **argv, struct opts *o, const char *allowed, const char *usage)
+{
+    memset(o, 0, sizeof(*o));
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--json") == 0 && strchr(allowed, 'j'))
+            o->json = true;
+        else if (strcmp(a, "--draft") == 0 && strchr(allowed, 'd'))
+            o->draft = true;
+        else if (strcmp(a, "--yes") == 0 && strchr(allowed, 'y'))
+            o->yes = true;
+        else if (strcmp(a, "--show-password") == 0 && strchr(allowed, 'p'))
+            o->show_password = true;
+        else if (strcmp(a, "--off") == 0 && strchr(allowed, 'o'))
+            o->off = true;
+        else if (strcmp(a, "--answers") == 0 && strchr(allowed, 'a') && i + 1 < argc)
+            o->answers = argv[++i];
+        else if (strcmp(a, "--since") == 0 && strchr(allowed, 's') && i + 1 < argc)
+            o->since = argv[++i];
+        else if (a[0] != '-' && o->account == NULL)
+            o->account = a;
+        else {
+            fprintf(stderr, "usage: sendguardctl %s\n", usage);
+            return -1;
+        }
+    }
+    if (o->account == NULL) {
+        fprintf(stderr, "usage: sendguardctl %s\n", usage);
+        return -1;
+    }
+    return 0;
+}
+
+static sg_store_t *open_store(const struct sg_settings *s)
+{
+    char err[256] = "";
+    sg_store_t *st;
+
+    if (s->store_backend != SG_STORE_REDIS) {
+        fprintf(stderr, "sendguardctl: store.backend is \"memory\": the block workflow needs the "
+                        "shared state of store.backend = \"redis\"\n");
+        return NULL;
+    }
+    if ((st = sg_store_redis_new(&s->redis, err, sizeof(err))) == NULL)
+        fprintf(stderr, "sendguardctl: store: %s\n", err);
+    return st;
+}
+
+static const struct sg_account *find(sg_conf_t *conf, const char *name)
+{
+    const struct sg_account *a = sg_conf_find_account(conf, name);
+
+    if (a == NULL)
+        fprintf(stderr, "sendguardctl: %s is not a configured account (see: sendguardctl limits)\n",
+                name);
+    else if (a->offer == SG_OFFER_NONE)
+        fprintf(stderr, "sendguardctl: %s has no offer: sendguard cannot see it at OVHcloud\n",
+                name);
+    return a && a->offer != SG_OFFER_NONE ? a : NULL;
+}
+
+static int64_t now_ms(void)
+{
+    return (int64_t)sg_clock_realtime_ms(NULL);
+}
+
+static void utc(char *buf, size_t size, int64_t ms)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    if (ms <= 0) {
+        snprintf(buf, size, "-");
+        return;
+    }
+    gmtime_r(&t, &tm);
+    strftime(buf, size, "%Y-%m-%d %H:%M UTC", &tm);
+}
+
+static bool confirm(const char *question)
+{
+    char line[16];
+
+    if (!isatty(0))
+        return false;
+    printf("%s [y/N] ", question);
+    fflush(stdout);
+    return fgets(line, sizeof(line), stdin) != NULL && (line[0] == 'y' || line[0] == 'Y');
+}
+
+/* --- lockdown ------------------------------------------------------------- */
+
+int sg_ctl_lockdown(sg_conf_t *conf, int argc, char **argv)
+{
+    const struct sg_settings *s = sg_conf_settings(conf);
+    const char *usage = "lockdown ACCOUNT [--off]";
+    struct sg_account_state st;
+    char who[128], when[32], summary[512], id[SG_ADDR_MAX + 1];
+    const struct sg_account *a;
+    const char *account;
+    sg_store_t *store;
+    struct opts o;
+    int rc = 0;
+
+    if (parse(argc, argv, &o, "o", usage) != 0)
+        return EX_USAGE_;
+    a = sg_conf_find_account(conf, o.account);
+    account = a ? a->address : sg_policy_normalize(s, o.account, id);
+    if ((store = open_store(s)) == NULL)
+        return EX_UNAVAILABLE_;
+    sg_log_open("sendguardctl", s->syslog_facility, false);
+    sg_block_who(who, sizeof(who));
+    utc(when, sizeof(when), now_ms());
+    if (sg_store_state_get(store, account, &st) != 0) {
+        fprintf(stderr, "sendguardctl: cannot read the state of %s (is Redis up?)\n", account);
+        sg_store_free(store);
+        return EX_UNAVAILABLE_;
+    }
+    if (!o.off) {
+        if (st.blocked) {
+            printf("%s is already locked down (%s): nothing to do\n", account, st.phase);
+            goto out;
+        }
+        st.blocked = true;
+        st.since_ms = now_ms();
+        snprintf(st.phase, sizeof(st.phase), "lockdown");
+        snprintf(st.note, sizeof(st.note), "locked down by %s at %s", who, when);
+    } else {
+        if (!st.blocked) {
+            printf("%s is not locked down: nothing to do\n", account);
+            goto out;
+        }
+        if (strcmp(st.phase, "lockdown") != 0) {
+            fprintf(stderr, "sendguardctl: %s is blocked at OVHcloud (%s): the lockdown ends when "
+                            "OVHcloud unblocks it (sendguardctl unblock %s)\n", account, st.phase,
+                    account);
+            rc = EX_FAIL;
+            goto out;
+        }
+        st.blocked = false;
+        st.since_ms = now_ms();
+        snprintf(st.phase, sizeof(st.phase), "unblocked");
+        snprintf(st.note, sizeof(st.note), "lockdown lifted by %s at %s", who, when);
+    }
+    if (sg_store_state_set(store, account, &st) != 0) {
+        fprintf(stderr, "sendguardctl: cannot write the state of %s (is Redis up?)\n", account);
+        rc = EX_UNAVAILABLE_;
+        goto out;
+    }
+    sg_block_audit(who, o.off ? "lockdown_off" : "lockdown", account, NULL);
+    sg_block_summary(store, account, now_ms(), summary, sizeof(summary));
+    if (!o.off) {
+        char esc[400];
+        sg_log(LOG_ALERT, "lockdown: account=<%s> by=<%s> %s", sg_log_esc(esc, sizeof(esc), account),
+               who, summary);
+    }
+    sg_block_alert(s, store, account, a ? a->offer : SG_OFFER_NONE,
+                   o.off ? "lockdown_off" : "lockdown", st.ticket, summary, s->relay_name);
+    printf(o.off ? "%s: lockdown lifted; every relay releases the mail it held within seconds\n"
+                 : "%s: locked down; every relay now applies on_block to its mail "
+                   "(undo: sendguardctl lockdown %s --off)\n", account, account);
+out:
+    sg_store_free(store);
+    return rc;
+}
+
+/* --- report --------------------------------------------------------------- */
+
+static json_t *seen_json(const struct sg_block_seen *v, size_t n)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:s,s:I,s:I,s:b}", "name", v[i].name,
+                              "count", (json_int_t)v[i].count, "first_seen",
+                              (json_int_t)v[i].first_seen_ms, "new", v[i].is_new));
+    return arr;
+}
+
+static json_t *case_json(const struct sg_block_case *bc, const char *draft)
+{
+    const struct sg_block_facts *f = &bc->facts;
+    json_t *o = json_object(), *hours = json_array(), *doms = json_object(), *redir;
+
+    json_object_set_new(o, "account", json_string(bc->a->address));
+    json_object_set_new(o, "offer", json_string(sg_offer_name(bc->a->offer)));
+    json_object_set_new(o, "api_ok", json_boolean(bc->api_ok));
+    if (!bc->api_ok)
+        json_object_set_new(o, "api_error", json_string(bc->api_error));
+    json_object_set_new(o, "blocked", bc->api_ok ? json_boolean(bc->blocked) : json_null());
+    json_object_set_new(o, "ticket", bc->ticket_number >= 0 ? json_integer(bc->ticket_number)
+                                                            : json_null());
+    json_object_set_new(o, "lockdown", json_boolean(bc->state.blocked));
+    json_object_set_new(o, "phase", json_string(bc->state.phase));
+    json_object_set_new(o, "note", json_string(bc->state.note));
+    json_object_set_new(o, "suspicious", bc->suspicious >= 0 ? json_integer(bc->suspicious)
+                                                             : json_null());
+    json_object_set_new(o, "ticket_message", bc->ticket_message ?
+                        json_string(bc->ticket_message) : json_null());
+    for (size_t i = 0; i < f->nhours; i++)
+        json_array_append_new(hours, json_pack("{s:I,s:I,s:I,s:I}", "hour",
+                              (json_int_t)((f->first_hour + (int64_t)i) * H_MS), "messages",
+                              (json_int_t)f->msgs[i], "recipients", (json_int_t)f->rcpts[i],
+                              "refused", (json_int_t)f->refused[i]));
+    json_object_set_new(o, "hourly", hours);
+    json_object_set_new(o, "messages", json_integer((json_int_t)f->period_msgs));
+    json_object_set_new(o, "recipients", json_integer((json_int_t)f->period_rcpts));
+    json_object_set_new(o, "usual_per_hour", json_integer((json_int_t)f->baseline_per_hour));
+    json_object_set_new(o, "spike", f->spike ? json_pack("{s:I,s:I,s:I}", "from",
+                        (json_int_t)f->spike_from_ms, "to", (json_int_t)f->spike_to_ms,
+                        "messages", (json_int_t)f->spike_msgs) : json_null());
+    json_object_set_new(o, "client_ips", seen_json(f->ips, f->nips));
+    json_object_set_new(o, "mailers", seen_json(f->mailers, f->nmailers));
+    for (size_t i = 0; i < f->ntop; i++)
+        json_object_set_new(doms, f->top_domains[i], json_integer((json_int_t)f->top_domain_count[i]));
+    json_object_set_new(o, "top_domains", doms);
+    json_object_set_new(o, "from_mismatch", json_integer((json_int_t)f->from_mismatch));
+    if (bc->redir_readable) {
+        redir = json_array();
+        for (size_t i = 0; i < bc->nredir; i++)
+            json_array_append_new(redir, json_string(bc->redir[i]));
+    } else {
+        redir = json_null();
+    }
+    json_object_set_new(o, "redirections", redir);
+    json_object_set_new(o, "looks_legitimate", json_boolean(sg_block_looks_legitimate(f)));
+    json_object_set_new(o, "draft", draft ? json_string(draft) : json_null());
+    return o;
+}
+
+static void print_seen(const char *title, const struct sg_block_seen *v, size_t n)
+{
+    char when[32], esc[300];
+
+    printf("%s\n", title);
+    if (n == 0)
+        printf("  (none recorded)\n");
+    for (size_t i = 0; i < n && i < 10; i++) {
+        utc(when, sizeof(when), v[i].first_seen_ms);
+        printf("  %-40s %-4s %8llu  first seen %s\n", sg_log_esc(esc, sizeof(esc), v[i].name),
+               v[i].is_new ? "NEW" : "", (unsigned long long)v[i].count, when);
+    }
+}
+
+static void print_case(const struct sg_block_case *bc, const char *draft)
+{
+    const struct sg_block_facts *f = &bc->facts;
+    char spark[SG_BLOCK_HOURS * 4 + 1], t1[32], t2[32];
+
+    printf("%s (%s): ", bc->a->address, sg_offer_name(bc->a->offer));
+    if (!bc->api_ok)
+        printf("API not reachable (%s)\n", bc->api_error);
+    else if (bc->blocked)
+        printf("BLOCKED at OVHcloud%s", bc->ticket_number >= 0 ? "" : "\n");
+    else
+        printf("not blocked at OVHcloud\n");
+    if (bc->api_ok && bc->blocked && bc->ticket_number >= 0)
+        printf(", ticket %lld (%s, last message from %s)\n", (long long)bc->ticket_number,
+               bc->ticket_state[0] ? bc->ticket_state : "?",
+               bc->ticket_last_from[0] ? bc->ticket_last_from : "?");
+    printf("sendguard: %s%s%s\n", bc->state.blocked ? "lockdown ON" : "lockdown off",
+           bc->state.note[0] ? " - " : "", bc->state.note);
+    if (!bc->evidence_ok) {
+        printf("\n(no evidence in the store)\n");
+    } else {
+        utc(t1, sizeof(t1), f->first_hour * H_MS);
+        sg_block_spark(f->msgs, f->nhours, spark, sizeof(spark));
+        printf("\nMessages per hour since %s (%zu hours, max %llu):\n  |%s|\n", t1, f->nhours,
+               (unsigned long long)f->msgs[0], spark);
+        printf("  %llu messages, %llu recipients; usual hour about %llu messages\n",
+               (unsigned long long)f->period_msgs, (unsigned long long)f->period_rcpts,
+               (unsigned long long)f->baseline_per_hour);
+        if (f->spike) {
+            utc(t1, sizeof(t1), f->spike_from_ms);
+            utc(t2, sizeof(t2), f->spike_to_ms);
+            printf("  SPIKE: %llu messages between %s and %s\n",
+                   (unsigned long long)f->spike_msgs, t1, t2);
+        }
+        printf("\n");
+        print_seen("Client IPs (messages)", f->ips, f->nips);
+        print_seen("Mailers (messages)", f->mailers, f->nmailers);
+        printf("Top recipient domains:");
+        for (size_t i = 0; i < f->ntop; i++)
+            printf(" %s (%llu)", f->top_domains[i], (unsigned long long)f->top_domain_count[i]);
+        printf("%s\nFrom: header not of the account's domain: %llu messages\n",
+               f->ntop ? "" : " (none)", (unsigned long long)f->from_mismatch);
+    }
+    if (bc->ticket_message) {
+        printf("\nOVHcloud's message on the ticket");
+        if (bc->suspicious >= 0)
+            printf(" (%ld suspicious messages)", bc->suspicious);
+        printf(":\n");
+        for (const char *p = bc->ticket_message; *p;) {
+            size_t len = strcspn(p, "\n");
+            char esc[400];
+            printf("  | %s\n", sg_log_escape(esc, sizeof(esc), p, len < 300 ? len : 300));
+            p += len + (p[len] == '\n');
+        }
+    }
+    printf("\nRedirections: ");
+    if (!bc->redir_readable)
+        printf("could not be read through the API for this offer\n");
+    else if (bc->nredir == 0)
+        printf("none\n");
+    else
+        for (size_t i = 0; i < bc->nredir; i++)
+            printf("%s%s", bc->redir[i], i + 1 < bc->nredir ? ", " : "\n");
+    if (draft) {
+        printf("\nDraft reply (%s):\n", bc->french ? "French, as the ticket" : "English");
+        for (const char *p = draft; *p;) {
+            size_t len = strcspn(p, "\n");
+            printf("  > %.*s\n", (int)len, p);
+            p += len + (p[len] == '\n');
+        }
+    }
+}
+
+static int load_case(sg_conf_t *conf, const struct opts *o, sg_store_t **store, sg_ovh_t **c,
+                     struct sg_block_case *bc)
+{
+    const struct sg_settings *s = sg_conf_settings(conf);
+    const struct sg_account *a = find(conf, o->account);
+    uint64_t since = 24 * H_MS;
+    struct sg_ovh_err e;
+    char msg[700];
+
+    if (a == NULL)
+        return EX_USAGE_;
+    if (o->since && !sg_conf_parse_duration(o->since, &since)) {
+        fprintf(stderr, "sendguardctl: --since %s: not a duration (24h, 2d...)\n", o->since);
+        return EX_USAGE_;
+    }
+    if ((*store = open_store(s)) == NULL)
+        return EX_UNAVAILABLE_;
+    *c = sg_ovh_open(s, &e);
+    if (*c == NULL)
+        fprintf(stderr, "sendguardctl: OVHcloud API: %s\n", sg_ovh_strerror(&e, msg, sizeof(msg)));
+    sg_block_gather(*c, *store, a, now_ms(), now_ms() - (int64_t)since, bc);
+    return 0;
+}
+
+int sg_ctl_report(sg_conf_t *conf, int argc, char **argv)
+{
+    struct sg_block_case bc;
+    sg_store_t *store = NULL;
+    sg_ovh_t *c = NULL;
+    char *draft = NULL;
+    struct opts o;
+    int rc;
+
+    if (parse(argc, argv, &o, "js", "report ACCOUNT [--json] [--since 24h]") != 0)
+        return EX_USAGE_;
+    if ((rc = load_case(conf, &o, &store, &c, &bc)) != 0)
+        return rc;
+    draft = sg_block_case_draft(&bc);
+    if (o.json) {
+        json_t *j = case_json(&bc, draft);
+        json_dumpf(j, stdout, JSON_INDENT(2));
+        printf("\n");
+        json_decref(j);
+    } else {
+        print_case(&bc, bc.api_ok && bc.blocked ? draft : NULL);
+        if (!bc.api_ok)
+            printf("\nNext: fix the API access above, then: sendguardctl report %s\n", o.account);
+        else if (bc.blocked && bc.a->offer == SG_OFFER_MXPLAN_LEGACY)
+            printf("\nNext: sendguardctl unblock %s   (changes the password and the relay's "
+                   "SASL map)\n", bc.a->address);
+        else if (bc.blocked)
+            printf("\nNext: sendguardctl unblock %s   (edit and post the reply; --draft only "
+                   "prints it)\n", bc.a->address);
+        else
+            printf("\nNothing to do at OVHcloud. Status: sendguardctl status %s\n", bc.a->address);
+    }
+    rc = bc.api_ok ? 0 : EX_UNAVAILABLE_;
+    free(draft);
+    sg_block_case_free(&bc);
+    sg_ovh_free(c);
+    sg_store_free(store);
+    return rc;
+}
+
+/* --- unblock -------------------------------------------------------------- */
+
+static char *read_file(const char *path)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+
+    if (f == NULL)
+        return NULL;
+    for (;;) {
+        if (cap - len < 4096) {
+            char *nb = realloc(buf, cap = cap ? cap * 2 : 8192);
+            if (nb == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+        }
+        n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        buf[len] = '\0';
+        if (n == 0 || len > 256 * 1024)
+            break;
+    }
+    if (f != stdin)
+        fclose(f);
+    return buf;
+}
+
+/* The draft in $VISUAL/$EDITOR (sensible-editor, vi), on the terminal. */
+static char *edit(const char *draft)
+{
+    char path[] = "/tmp/sendguard-reply-XXXXXX";
+    const char *ed = getenv("VISUAL");
+    char *text = NULL, *copy, *args[16], *save;
+    int fd = mkstemp(path), status, n = 0;
+    pid_t pid;
+
+    if (ed == NULL || !*ed)
+        ed = getenv("EDITOR");
+    if (ed == NULL || !*ed)
+        ed = access("/usr/bin/sensible-editor", X_OK) == 0 ? "sensible-editor" : "vi";
+    if (fd < 0 || write(fd, draft, strlen(draft)) != (ssize_t)strlen(draft)) {
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    close(fd);
+    copy = strdup(ed);
+    for (char *w = strtok_r(copy, " \t", &save); w && n < 14; w = strtok_r(NULL, " \t", &save))
+        args[n++] = w;
+    args[n++] = path;
+    args[n] = NULL;
+    pid = fork();
+    if (pid == 0) {
+        execvp(args[0], args);
+        _exit(127);
+    }
+    if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+        WEXITSTATUS(status) == 0)
+        text = read_file(path);
+    else
+        fprintf(stderr, "sendguardctl: the editor (%s) failed: nothing posted\n", args[0]);
+    free(copy);
+    unlink(path);
+    return text;
+}
+
+int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv)
+{
+    const struct sg_settings *s = sg_conf_settings(conf);
+    struct sg_block_case bc;
+    sg_store_t *store = NULL;
+    sg_ovh_t *c = NULL;
+    char *text = NULL, msg[1024], who[128];
+    struct opts o;
+    int rc;
+
+    if (parse(argc, argv, &o, "dayp",
+              "unblock ACCOUNT [--draft] [--answers FILE] [--yes] [--show-password]") != 0)
+        return EX_USAGE_;
+    if ((rc = load_case(conf, &o, &store, &c, &bc)) != 0)
+        return rc;
+    sg_log_open("sendguardctl", s->syslog_facility, false);
+    sg_block_who(who, sizeof(who));
+    rc = EX_FAIL;
+    if (c == NULL || !bc.api_ok) {
+        fprintf(stderr, "sendguardctl: cannot read %s from the API%s%s: nothing done\n",
+                bc.a->address, bc.api_error[0] ? ": " : "", bc.api_error);
+        rc = EX_UNAVAILABLE_;
+        goto out;
+    }
+    if (!bc.blocked) {
+        printf("%s is not blocked at OVHcloud: nothing to do%s\n", bc.a->address,
+               bc.state.blocked ? " (sendguard lifts its lockdown at the next poll)" : "");
+        rc = 0;
+        goto out;
+    }
+    if (bc.a->offer == SG_OFFER_MXPLAN_LEGACY) {
+        printf("%s is a legacy MX Plan account: unblocking means a new password.\n"
+               "sendguard will generate one, set it through the API, write it into %s%s%s.\n",
+               bc.a->address, bc.a->sasl_map_file ? bc.a->sasl_map_file : "(no sasl_map_file)",
+               s->nafter_password_change ? " and run " : "",
+               s->nafter_password_change ? s->after_password_change[0] : "");
+        if (o.draft) {
+            rc = 0;
+            goto out;
+        }
+    } else {
+        text = o.answers ? read_file(o.answers) : sg_block_case_draft(&bc);
+        if (text == NULL) {
+            fprintf(stderr, "sendguardctl: %s: %s\n", o.answers, strerror(errno));
+            goto out;
+        }
+        if (o.draft) {
+            fputs(text, stdout);
+            rc = 0;
+            goto out;
+        }
+        if (o.answers == NULL && !o.yes && isatty(0) && isatty(1)) {
+            char *edited = edit(text);
+            free(text);
+            if ((text = edited) == NULL)
+                goto out;
+        }
+        printf("Reply to post on ticket %lld:\n----\n%s%s----\n", (long long)bc.ticket_number,
+               text, text[0] && text[strlen(text) - 1] == '\n' ? "" : "\n");
+    }
+    if (!o.yes && !confirm(bc.a->offer == SG_OFFER_MXPLAN_LEGACY ? "Change the password now?"
+                                                                : "Post this reply now?")) {
+        fprintf(stderr, "sendguardctl: not confirmed%s: nothing done\n",
+                isatty(0) ? "" : " (not a terminal: pass --yes)");
+        goto out;
+    }
+    rc = sg_block_unblock(c, store, s, &bc, text, who, o.show_password, msg, sizeof(msg)) == 0
+         ? 0 : EX_FAIL;
+    printf("%s\n", msg);
+    if (rc == 0)
+        printf("Next: sendguardctl status %s   (where it stands; held mail is released when "
+               "OVHcloud unblocks the account)\n", bc.a->address);
+out:
+    free(text);
+    sg_block_case_free(&bc);
+    sg_ovh_free(c);
+    sg_store_free(store);
+    return rc;
+}
+
+int sg_ctl_rotate(sg_conf_t *conf, int argc, char **argv)
+{
+    const struct sg_settings *s = sg_conf_settings(conf);
+    const struct sg_account *a;
+    struct sg_ovh_err e;
+    sg_store_t *store;
+    sg_ovh_t *c;
+    char msg[1024], who[128];
+    struct opts o;
+    int rc;
+
+    if (parse(argc, argv, &o, "yp", "rotate-password ACCOUNT [--yes] [--show-password]") != 0)
+        return EX_USAGE_;
+    if ((a = find(conf, o.account)) == NULL)
+        return EX_USAGE_;
+    if ((store = open_store(s)) == NULL)
+        return EX_UNAVAILABLE_;
+    if ((c = sg_ovh_open(s, &e)) == NULL) {
+        fprintf(stderr, "sendguardctl: OVHcloud API: %s\n", sg_ovh_strerror(&e, msg, sizeof(msg)));
+        sg_store_free(store);
+        return EX_UNAVAILABLE_;
+    }
+    sg_log_open("sendguardctl", s->syslog_facility, false);
+    printf("A new password for %s, set through the API%s%s.\n", a->address,
+           a->sasl_map_file ? " and written into " : "",
+           a->sasl_map_file ? a->sasl_map_file : "");
+    if (!o.yes && !confirm("Change it now?")) {
+        fprintf(stderr, "sendguardctl: not confirmed%s: nothing done\n",
+                isatty(0) ? "" : " (not a terminal: pass --yes)");
+        rc = EX_FAIL;
+    } else {
+        rc = sg_block_rotate(c, store, s, a, sg_block_who(who, sizeof(who)), o.show_password,
+                             msg, sizeof(msg)) == 0 ? 0 : EX_FAIL;
+        printf("%s\n", msg);
+    }
+    sg_ovh_free(c);
+    sg_store_free(store);
+    return rc;
+}
