@@ -254,7 +254,7 @@ static const struct key ovh_keys[] = {
     { KEY("endpoint", K_STR, S(ovh_endpoint)), .check = check_endpoint },
     { KEY("credentials", K_STR, S(ovh_credentials)), .check = check_abs_path },
     { KEY("poll_interval", K_DUR, S(ovh_poll_interval_ms)), .flags = F_OFF, .dur = D_MS64,
-      .sdef = "5m", .min = 30 * SEC, .max = DAY },
+      .sdef = "5m", .min = 5 * SEC, .max = DAY },
     { KEY("timeout", K_DUR, S(ovh_timeout_ms)), .dur = D_MS_INT, .sdef = "10s",
       .min = SEC, .max = 5 * MIN },
     END

@@ -273,7 +273,8 @@ static void print_seen(const char *title, const struct sg_block_seen *v, size_t 
         printf("  (none recorded)\n");
     for (size_t i = 0; i < n && i < 10; i++) {
         utc(when, sizeof(when), v[i].first_seen_ms);
-        printf("  %-40s %-4s %8llu  first seen %s\n", sg_log_esc(esc, sizeof(esc), v[i].name),
+        printf("  %-40s %-4s %8llu  first seen %s\n",
+               sg_log_escape_text(esc, sizeof(esc), v[i].name, strlen(v[i].name)),
                v[i].is_new ? "NEW" : "", (unsigned long long)v[i].count, when);
     }
 }
@@ -282,6 +283,11 @@ static void print_case(const struct sg_block_case *bc, const char *draft)
 {
     const struct sg_block_facts *f = &bc->facts;
     char spark[SG_BLOCK_HOURS * 4 + 1], t1[32], t2[32];
+    uint64_t max = 0;
+
+    for (size_t i = 0; i < f->nhours; i++)
+        if (f->msgs[i] > max)
+            max = f->msgs[i];
 
     printf("%s (%s): ", bc->a->address, sg_offer_name(bc->a->offer));
     if (!bc->api_ok)
@@ -302,7 +308,7 @@ static void print_case(const struct sg_block_case *bc, const char *draft)
         utc(t1, sizeof(t1), f->first_hour * H_MS);
         sg_block_spark(f->msgs, f->nhours, spark, sizeof(spark));
         printf("\nMessages per hour since %s (%zu hours, max %llu):\n  |%s|\n", t1, f->nhours,
-               (unsigned long long)f->msgs[0], spark);
+               (unsigned long long)max, spark);
         printf("  %llu messages, %llu recipients; usual hour about %llu messages\n",
                (unsigned long long)f->period_msgs, (unsigned long long)f->period_rcpts,
                (unsigned long long)f->baseline_per_hour);
@@ -329,7 +335,7 @@ static void print_case(const struct sg_block_case *bc, const char *draft)
         for (const char *p = bc->ticket_message; *p;) {
             size_t len = strcspn(p, "\n");
             char esc[400];
-            printf("  | %s\n", sg_log_escape(esc, sizeof(esc), p, len < 300 ? len : 300));
+            printf("  | %s\n", sg_log_escape_text(esc, sizeof(esc), p, len < 300 ? len : 300));
             p += len + (p[len] == '\n');
         }
     }

@@ -208,7 +208,7 @@ void sg_block_spark(const uint64_t *v, size_t n, char *out, size_t size)
 
 bool sg_block_looks_legitimate(const struct sg_block_facts *f)
 {
-    return !f->spike && f->new_ips == 0 && f->new_mailers == 0;
+    return f->period_msgs > 0 && !f->spike && f->new_ips == 0 && f->new_mailers == 0;
 }
 
 /* --- the draft ----------------------------------------------------------- */
@@ -310,6 +310,14 @@ char *sg_block_draft(const struct sg_account *a, const struct sg_block_facts *f,
                          "programs, at its usual volume (about %llu messages per hour).\n",
                 t1, t2, (unsigned long long)f->period_msgs, (unsigned long long)f->period_rcpts,
                 (unsigned long long)f->baseline_per_hour);
+    } else if (f->period_msgs == 0) {
+        bprintf(&b, fr ? "Non. Entre %s et %s, notre relais n'a envoy\u00e9 aucun message pour ce "
+                         "compte : ces e-mails ne viennent pas de nous. Son mot de passe a "
+                         "probablement \u00e9t\u00e9 d\u00e9rob\u00e9 ; nous le changeons. "
+                         "[\u00e0 compl\u00e9ter]\n"
+                       : "No. Between %s and %s our relay sent no mail at all for this account: "
+                         "these messages did not come from us. Its password has probably leaked; "
+                         "we are changing it. [to be completed]\n", t1, t2);
     } else {
         bprintf(&b, fr ? "Non. Entre %s et %s, notre relais a vu %llu messages pour ce compte "
                          "(d'habitude environ %llu par heure)"

@@ -69,7 +69,9 @@ void sg_log(int prio, const char *fmt, ...)
     }
 }
 
-char *sg_log_escape(char *dst, size_t dstsize, const char *src, size_t srclen)
+/* The escaper of both: `plain` says which bytes pass as they are. */
+static char *escape(char *dst, size_t dstsize, const char *src, size_t srclen,
+                    int (*plain)(unsigned char c))
 {
     static const char hex[] = "0123456789abcdef";
     size_t o = 0;
@@ -78,9 +80,8 @@ char *sg_log_escape(char *dst, size_t dstsize, const char *src, size_t srclen)
         return dst;
     for (size_t i = 0; i < srclen; i++) {
         unsigned char c = (unsigned char)src[i];
-        int plain = c >= 0x21 && c < 0x7f && c != '\\' && c != '"' &&
-                    c != '<' && c != '>' && c != '=';
-        size_t need = plain ? 1 : 4;
+        int keep = plain(c);
+        size_t need = keep ? 1 : 4;
 
         if (o + need + 4 > dstsize) {       /* room for "..." and NUL */
             if (o + 4 <= dstsize) {
@@ -89,8 +90,8 @@ char *sg_log_escape(char *dst, size_t dstsize, const char *src, size_t srclen)
             }
             break;
         }
-        if (plain) {
-            dst[o++] = (char)c;
+        if (keep) {
+            dst[o++] = c == '\t' ? ' ' : (char)c;
         } else {
             dst[o++] = '\\';
             dst[o++] = 'x';
@@ -100,6 +101,26 @@ char *sg_log_escape(char *dst, size_t dstsize, const char *src, size_t srclen)
     }
     dst[o < dstsize ? o : dstsize - 1] = '\0';
     return dst;
+}
+
+static int log_plain(unsigned char c)
+{
+    return c >= 0x21 && c < 0x7f && c != '\\' && c != '"' && c != '<' && c != '>' && c != '=';
+}
+
+static int text_plain(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+char *sg_log_escape(char *dst, size_t dstsize, const char *src, size_t srclen)
+{
+    return escape(dst, dstsize, src, srclen, log_plain);
+}
+
+char *sg_log_escape_text(char *dst, size_t dstsize, const char *src, size_t srclen)
+{
+    return escape(dst, dstsize, src, srclen, text_plain);
 }
 
 char *sg_log_esc(char *dst, size_t dstsize, const char *src)

@@ -24,6 +24,11 @@ void sg_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3))
  * "...". Returns dst. */
 char *sg_log_escape(char *dst, size_t dstsize, const char *src, size_t srclen);
 
+/* For text shown on a terminal (ticket messages, mailer names): like
+ * sg_log_escape but keeps spaces, quotes and bytes >= 0x80 (UTF-8), and
+ * escapes only control characters (a tab becomes a space). */
+char *sg_log_escape_text(char *dst, size_t dstsize, const char *src, size_t srclen);
+
 /* Convenience for NUL-terminated input; NULL prints as "-". */
 char *sg_log_esc(char *dst, size_t dstsize, const char *src);
 

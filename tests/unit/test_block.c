@@ -120,6 +120,22 @@ static void test_quiet_account_is_legitimate(void **state)
     assert_non_null(strstr(err, "not a JSON object"));
 }
 
+static void test_no_traffic_is_not_us(void **state)
+{
+    struct sg_block_facts f;
+    struct sg_block_ticket_info t = { 5, 40, false };
+    char err[64], *draft;
+
+    (void)state;
+    assert_int_equal(sg_block_analyse("{}", NOW, NOW - 24 * H, &f, err, sizeof(err)), 0);
+    assert_false(sg_block_looks_legitimate(&f));   /* OVHcloud saw spam we never relayed */
+    draft = sg_block_draft(&ACCT, &f, &t, NULL, 0, true);
+    assert_non_null(strstr(draft, "\nNo. "));
+    assert_non_null(strstr(draft, "sent no mail at all"));
+    free(draft);
+    sg_block_facts_free(&f);
+}
+
 static void test_password(void **state)
 {
     char a[31], b[31];
@@ -190,6 +206,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spike_and_new_ip),
         cmocka_unit_test(test_quiet_account_is_legitimate),
+        cmocka_unit_test(test_no_traffic_is_not_us),
         cmocka_unit_test(test_password),
         cmocka_unit_test(test_sasl_rewrite),
     };
