@@ -12,6 +12,9 @@
 #include "ctl.h"
 #include "sg_policy.h"
 #include "sg_store.h"
+#include "sg_block.h"
+#include "sg_log.h"
+#include "sg_ovh.h"
 
 #define EX_UNAVAILABLE_ 69
 
@@ -84,6 +87,38 @@ static json_t *account_json(sg_store_t *st, const char *account,
     return o;
 }
 
+/* For an account blocked at OVHcloud: where the ticket stands (the
+ * support's answers since our reply), read through the API. */
+static void follow_ticket(const struct sg_settings *s, sg_store_t *st, const char *account,
+                          sg_ovh_t **c, bool *tried, json_t *o)
+{
+    const struct sg_account *a = NULL;
+    struct sg_block_case bc;
+    struct sg_ovh_err e;
+    int64_t now = (int64_t)sg_clock_realtime_ms(NULL);
+
+    for (size_t i = 0; i < s->naccounts; i++)
+        if (strcmp(s->accounts[i].address, account) == 0)
+            a = &s->accounts[i];
+    if (a == NULL || a->offer == SG_OFFER_NONE || a->offer == SG_OFFER_MXPLAN_LEGACY)
+        return;
+    if (!*tried) {
+        *tried = true;
+        *c = sg_ovh_open(s, &e);
+    }
+    if (*c == NULL)
+        return;
+    sg_block_gather(*c, st, a, now, now - 3600000LL, &bc);
+    if (bc.have_ticket) {
+        json_object_set_new(o, "ticket_state", json_string(bc.ticket_state));
+        json_object_set_new(o, "replied", json_boolean(bc.replied));
+        json_object_set_new(o, "support_since_reply", json_integer((json_int_t)bc.support_since_reply));
+        json_object_set_new(o, "support_latest", bc.support_latest ?
+                            json_string(bc.support_latest) : json_null());
+    }
+    sg_block_case_free(&bc);
+}
+
 static void print_account(const json_t *o)
 {
     size_t i;
@@ -96,6 +131,24 @@ static void print_account(const json_t *o)
     if (json_string_length(json_object_get(o, "note")) > 0)
         printf(" (%s)", json_string_value(json_object_get(o, "note")));
     printf("\n");
+    if (json_is_string(json_object_get(o, "ticket_state"))) {
+        const char *latest = json_string_value(json_object_get(o, "support_latest"));
+        printf("  ticket: %s; ", json_string_value(json_object_get(o, "ticket_state")));
+        if (!json_is_true(json_object_get(o, "replied")))
+            printf("not answered yet (sendguardctl report %s)\n",
+                   json_string_value(json_object_get(o, "account")));
+        else if (latest == NULL)
+            printf("answered; waiting for OVHcloud support\n");
+        else {
+            char esc[2048];
+            printf("OVHcloud support wrote since your reply:\n");
+            for (const char *p = latest; *p;) {
+                size_t len = strcspn(p, "\n");
+                printf("    | %s\n", sg_log_escape_text(esc, sizeof(esc), p, len));
+                p += len + (p[len] == '\n');
+            }
+        }
+    }
     json_array_foreach(json_object_get(o, "limits"), i, l) {
         printf("  %-12s", json_string_value(json_object_get(l, "name")));
         for (int u = 0; u < SG_UNIT_COUNT; u++) {
@@ -117,8 +170,11 @@ int sg_ctl_status(sg_conf_t *conf, int argc, char **argv)
     const struct sg_settings *s = sg_conf_settings(conf);
     const char *only = NULL;
     int as_json = 0, err = 0;
-    json_t *all = json_array();
+    json_t *all = json_array(), *o;
     sg_store_t *st;
+    sg_ovh_t *c = NULL;
+    bool tried = false;
+    size_t idx;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
@@ -148,15 +204,18 @@ int sg_ctl_status(sg_conf_t *conf, int argc, char **argv)
                                                     s->accounts[i].limits,
                                                     s->accounts[i].nlimits, &err));
     }
+    json_array_foreach(all, idx, o)
+        if (json_is_true(json_object_get(o, "blocked")) &&
+            strcmp(json_string_value(json_object_get(o, "phase")), "lockdown") != 0)
+            follow_ticket(s, st, json_string_value(json_object_get(o, "account")), &c, &tried, o);
+    sg_ovh_free(c);
     if (err) {
         fprintf(stderr, "sendguardctl: the store could not be read (is Redis up?)\n");
     } else if (as_json) {
         json_dumpf(all, stdout, JSON_INDENT(2));
         printf("\n");
     } else {
-        size_t i;
-        json_t *o;
-        json_array_foreach(all, i, o)
+        json_array_foreach(all, idx, o)
             print_account(o);
     }
     json_decref(all);

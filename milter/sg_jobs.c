@@ -63,16 +63,45 @@ static void hook_describe(void *ctx, const struct sg_account *a, char *buf, size
     sg_block_summary(J.store, a->address, now_ms(), buf, size);
 }
 
+/* auto_reply: the unblock step without the postmaster, with the draft as
+ * the reply (or a new password written to the SASL map, legacy MX Plan). */
+static void auto_reply(const struct sg_settings *s, const struct sg_account *a)
+{
+    struct sg_block_case bc;
+    struct sg_ovh_err e;
+    char msg[1024], out[1200], esc[400], *draft;
+    sg_ovh_t *c = sg_ovh_open(s, &e);
+    int rc;
+
+    sg_log_esc(esc, sizeof(esc), a->address);
+    if (c == NULL) {
+        sg_log(LOG_ERR, "auto_reply: account=<%s>: %s", esc, sg_ovh_strerror(&e, msg, sizeof(msg)));
+        return;
+    }
+    sg_block_gather(c, J.store, a, now_ms(), now_ms() - 24 * 3600000LL, &bc);
+    draft = sg_block_case_draft(&bc);
+    rc = sg_block_unblock(c, J.store, s, &bc, draft, "sendguard (auto_reply)", false, msg,
+                          sizeof(msg));
+    sg_log(rc == 0 ? LOG_NOTICE : LOG_ERR, "auto_reply: account=<%s>: %s", esc,
+           sg_log_escape_text(out, sizeof(out), msg, strlen(msg)));
+    free(draft);
+    sg_block_case_free(&bc);
+    sg_ovh_free(c);
+}
+
 static void hook_on_change(void *ctx, const struct sg_account *a,
                            const struct sg_account_state *st)
 {
     sg_conf_t *conf = sg_conf_current();
+    const struct sg_settings *s = sg_conf_settings(conf);
     char summary[512];
 
     (void)ctx;
     sg_block_summary(J.store, a->address, now_ms(), summary, sizeof(summary));
-    sg_block_alert(sg_conf_settings(conf), J.store, a->address, a->offer,
-                   st->blocked ? "blocked" : "unblocked", st->ticket, summary, J.relay);
+    sg_block_alert(s, J.store, a->address, a->offer, st->blocked ? "blocked" : "unblocked",
+                   st->ticket, summary, J.relay);
+    if (st->blocked && a->auto_reply)
+        auto_reply(s, a);
     sg_conf_unref(conf);
     pthread_mutex_lock(&J.mu);    /* release held mail now, not in 2 s */
     pthread_cond_signal(&J.cv);

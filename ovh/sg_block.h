@@ -121,6 +121,8 @@ struct sg_block_case {
     long suspicious;                      /* from that message, -1 unknown */
     char *header_sample;                  /* malloc'd or NULL */
     size_t support_since_reply;           /* support messages after our last reply */
+    char *support_latest;                 /* the newest of those (malloc'd), or NULL */
+    bool replied;                         /* the ticket has a message of ours */
     char **redir;
     size_t nredir;
     bool redir_readable;                  /* the offer exposes redirections */

@@ -66,8 +66,15 @@ static void gather_ticket(sg_ovh_t *c, struct sg_block_case *bc)
             if (bc->ticket_message == NULL && m[i].body != NULL)
                 bc->ticket_message = strdup(m[i].body);
             bc->support_since_reply++;
+            if (bc->replied && m[i].body != NULL) {
+                free(bc->support_latest);
+                bc->support_latest = strdup(m[i].body);
+            }
         } else {
+            bc->replied = true;
             bc->support_since_reply = 0;
+            free(bc->support_latest);
+            bc->support_latest = NULL;
         }
     }
     {
@@ -125,6 +132,7 @@ int sg_block_gather(sg_ovh_t *c, sg_store_t *st, const struct sg_account *a,
 void sg_block_case_free(struct sg_block_case *bc)
 {
     free(bc->ticket_message);
+    free(bc->support_latest);
     free(bc->header_sample);
     sg_ovh_strv_free(bc->redir, bc->nredir);
     if (bc->evidence_ok)
