@@ -7,6 +7,11 @@
 #define SG_CTL_H
 
 #include "sg_conf.h"
+#include "sg_store.h"
+
+/* The shared store for the commands that need it (Redis); NULL with a
+ * message on stderr when the config has the memory store or it fails. */
+sg_store_t *sg_ctl_store_open(const struct sg_settings *s, const char *what);
 
 int sg_ctl_check(sg_conf_t *conf, int argc, char **argv);     /* ctl_check.c */
 int sg_ctl_limits(sg_conf_t *conf, int argc, char **argv);    /* ctl_check.c */

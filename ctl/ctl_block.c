@@ -67,21 +67,6 @@ static int parse(int argc, char **argv, struct opts *o, const char *allowed, con
     return 0;
 }
 
-static sg_store_t *open_store(const struct sg_settings *s)
-{
-    char err[256] = "";
-    sg_store_t *st;
-
-    if (s->store_backend != SG_STORE_REDIS) {
-        fprintf(stderr, "sendguardctl: store.backend is \"memory\": the block workflow needs the "
-                        "shared state of store.backend = \"redis\"\n");
-        return NULL;
-    }
-    if ((st = sg_store_redis_new(&s->redis, err, sizeof(err))) == NULL)
-        fprintf(stderr, "sendguardctl: store: %s\n", err);
-    return st;
-}
-
 static const struct sg_account *find(sg_conf_t *conf, const char *name)
 {
     const struct sg_account *a = sg_conf_find_account(conf, name);
@@ -142,7 +127,7 @@ int sg_ctl_lockdown(sg_conf_t *conf, int argc, char **argv)
         return EX_USAGE_;
     a = sg_conf_find_account(conf, o.account);
     account = a ? a->address : sg_policy_normalize(s, o.account, id);
-    if ((store = open_store(s)) == NULL)
+    if ((store = sg_ctl_store_open(s, "the block workflow")) == NULL)
         return EX_UNAVAILABLE_;
     sg_log_open("sendguardctl", s->syslog_facility, false);
     sg_block_who(who, sizeof(who));
@@ -372,7 +357,7 @@ static int load_case(sg_conf_t *conf, const struct opts *o, sg_store_t **store, 
         fprintf(stderr, "sendguardctl: --since %s: not a duration (24h, 2d...)\n", o->since);
         return EX_USAGE_;
     }
-    if ((*store = open_store(s)) == NULL)
+    if ((*store = sg_ctl_store_open(s, "the block workflow")) == NULL)
         return EX_UNAVAILABLE_;
     *c = sg_ovh_open(s, &e);
     if (*c == NULL)
@@ -586,7 +571,7 @@ int sg_ctl_rotate(sg_conf_t *conf, int argc, char **argv)
         return EX_USAGE_;
     if ((a = find(conf, o.account)) == NULL)
         return EX_USAGE_;
-    if ((store = open_store(s)) == NULL)
+    if ((store = sg_ctl_store_open(s, "the block workflow")) == NULL)
         return EX_UNAVAILABLE_;
     if ((c = sg_ovh_open(s, &e)) == NULL) {
         fprintf(stderr, "sendguardctl: OVHcloud API: %s\n", sg_ovh_strerror(&e, msg, sizeof(msg)));

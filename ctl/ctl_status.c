@@ -5,7 +5,9 @@
  * Must not: change counters except through sg_store_reset.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -18,14 +20,15 @@
 
 #define EX_UNAVAILABLE_ 69
 
-static sg_store_t *open_shared(const struct sg_settings *s)
+sg_store_t *sg_ctl_store_open(const struct sg_settings *s, const char *what)
 {
     char err[256] = "";
     sg_store_t *st;
 
     if (s->store_backend != SG_STORE_REDIS) {
-        fprintf(stderr, "sendguardctl: store.backend is \"memory\": its counters live inside each "
-                        "sendguard process; status and reset need store.backend = \"redis\"\n");
+        fprintf(stderr, "sendguardctl: store.backend is \"memory\": its counters and state live "
+                        "inside each sendguard process; %s needs store.backend = \"redis\"\n",
+                what);
         return NULL;
     }
     st = sg_store_redis_new(&s->redis, err, sizeof(err));
@@ -84,6 +87,16 @@ static json_t *account_json(sg_store_t *st, const char *account,
         json_array_append_new(lims, l);
     }
     json_object_set_new(o, "limits", lims);
+    {
+        char *ev = NULL;
+        json_t *j = NULL;
+        if (sg_store_evidence_json(st, account, &ev) == 0)
+            j = json_loads(ev, 0, NULL);
+        else
+            *err = 1;
+        json_object_set_new(o, "evidence", j ? j : json_null());
+        free(ev);
+    }
     return o;
 }
 
@@ -117,6 +130,74 @@ static void follow_ticket(const struct sg_settings *s, sg_store_t *st, const cha
                             json_string(bc.support_latest) : json_null());
     }
     sg_block_case_free(&bc);
+}
+
+/* "name (count)" of the biggest entries of a {name: {count}} or {name: n} object. */
+static void print_top(const char *title, json_t *obj)
+{
+    const char *k, *best[5] = { 0 };
+    json_int_t cnt[5] = { 0 };
+    json_t *v;
+    char esc[300];
+    int n = 0;
+
+    json_object_foreach(obj, k, v) {
+        json_int_t c = json_is_integer(v) ? json_integer_value(v)
+                                          : json_integer_value(json_object_get(v, "count"));
+        int pos = n < 5 ? n : 5;
+        while (pos > 0 && cnt[pos - 1] < c)
+            pos--;
+        if (pos >= 5)
+            continue;
+        memmove(&best[pos + 1], &best[pos], (size_t)(4 - pos) * sizeof(best[0]));
+        memmove(&cnt[pos + 1], &cnt[pos], (size_t)(4 - pos) * sizeof(cnt[0]));
+        best[pos] = k;
+        cnt[pos] = c;
+        if (n < 5)
+            n++;
+    }
+    printf("  %-16s", title);
+    for (int i = 0; i < n; i++)
+        printf("%s %s (%lld)", i ? "," : "", sg_log_escape_text(esc, sizeof(esc), best[i],
+               strlen(best[i])), (long long)cnt[i]);
+    printf("%s\n", n ? "" : " -");
+}
+
+static void print_evidence(const json_t *ev)
+{
+    json_t *recent = json_object_get(ev, "recent"), *m;
+    size_t i;
+
+    if (!json_is_object(ev))
+        return;
+    print_top("client IPs:", json_object_get(ev, "by_ip"));
+    print_top("mailers:", json_object_get(ev, "by_mailer"));
+    print_top("rcpt domains:", json_object_get(ev, "by_domain"));
+    printf("  %-16s %lld\n", "From: mismatch:",
+           (long long)json_integer_value(json_object_get(ev, "from_mismatch")));
+    printf("  last messages:\n");
+    json_array_foreach(recent, i, m) {
+        char when[32], a[300], b[300];
+        time_t t = (time_t)(json_integer_value(json_object_get(m, "t")) / 1000);
+        struct tm tm;
+        const char *qid = json_string_value(json_object_get(m, "qid"));
+        const char *id = json_string_value(json_object_get(m, "identity"));
+
+        if (i == 5)
+            break;
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+        printf("    %s qid=%s identity=<%s> ip=%s rcpts=%lld size=%lld %s\n", when,
+               sg_log_esc(a, sizeof(a), qid), sg_log_esc(b, sizeof(b), id),
+               json_string_value(json_object_get(m, "ip")) ?
+               json_string_value(json_object_get(m, "ip")) : "-",
+               (long long)json_integer_value(json_object_get(m, "rcpts")),
+               (long long)json_integer_value(json_object_get(m, "size")),
+               json_string_value(json_object_get(m, "action")) ?
+               json_string_value(json_object_get(m, "action")) : "");
+    }
+    if (json_array_size(recent) == 0)
+        printf("    (none)\n");
 }
 
 static void print_account(const json_t *o)
@@ -163,6 +244,7 @@ static void print_account(const json_t *o)
         }
         printf("\n");
     }
+    print_evidence(json_object_get(o, "evidence"));
 }
 
 int sg_ctl_status(sg_conf_t *conf, int argc, char **argv)
@@ -187,7 +269,7 @@ int sg_ctl_status(sg_conf_t *conf, int argc, char **argv)
             return 64;
         }
     }
-    if ((st = open_shared(s)) == NULL) {
+    if ((st = sg_ctl_store_open(s, "status")) == NULL) {
         json_decref(all);
         return EX_UNAVAILABLE_;
     }
@@ -236,7 +318,7 @@ int sg_ctl_reset(sg_conf_t *conf, int argc, char **argv)
         fprintf(stderr, "usage: sendguardctl reset ACCOUNT\n");
         return 64;
     }
-    if ((st = open_shared(s)) == NULL)
+    if ((st = sg_ctl_store_open(s, "reset")) == NULL)
         return EX_UNAVAILABLE_;
     resolve(s, argv[1], account, &limits, &n);
     rc = sg_store_reset(st, account);
