@@ -6,9 +6,9 @@
  *
  * A block is logged at LOG_ALERT once, when the store's state changes (so
  * once across relays sharing Redis), the return to normal at LOG_NOTICE.
- * With several relays, hooks->try_lock elects the one that polls (TODO,
- * the lead's store: a Redis SET NX PX lock; without the hook every relay
- * polls, which is correct but costs API calls).
+ * With several relays, hooks->try_lock elects the one that polls (a lock
+ * with expiry in the store, renewed each round by its holder; without the
+ * hook every relay polls, which is correct but costs API calls).
  * Must not: clear a lockdown it did not set (a phase other than "blocked"
  * or "replied" is someone else's), hold a config snapshot across rounds
  * longer than its client needs, or block sg_ovh_watch_stop for long (the
@@ -240,7 +240,10 @@ static void *watch_main(void *arg)
             client_conf = sg_conf_ref(conf);
             client = make_client(w, s);
         }
-        bool mine = !w->hooks.try_lock || w->hooks.try_lock(w->hooks.ctx, interval * 9 / 10);
+        /* The holder renews the lock every round, so it keeps it; it lives
+         * 1.5 intervals, so another relay takes over half an interval after
+         * the holder stopped renewing (at once after a clean stop: unlock). */
+        bool mine = !w->hooks.try_lock || w->hooks.try_lock(w->hooks.ctx, interval * 3 / 2);
         if (client && mine) {
             size_t nacc = 0;
             for (size_t i = 0; i < s->naccounts; i++)
