@@ -37,6 +37,7 @@ import json
 import os
 import random
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -272,10 +273,7 @@ class Sentinel:
         return self
 
     def command(self, *args, timeout=5):
-        # same wire protocol as redis-server: borrow the harness client
-        return h.RedisServer.command(self, *args, timeout=timeout)
-
-    password = None
+        return redis_call(self.port, *args, timeout=timeout)
 
     def stop(self):
         h._unregister(self)
@@ -313,16 +311,78 @@ def commandstats(redis):
     return out
 
 
+class Monitor:
+    """A MONITOR connection read by a thread: who sent which command.
+    Commands a Lua script runs show up with the source "lua", the clients'
+    own with their address; admin commands (CONFIG, INFO, ...) and AUTH do
+    not show up at all (commandstats still counts them)."""
+
+    LINE = re.compile(r'^\+?\d+\.\d+ \[\d+ ([^\]]+)\] "((?:[^"\\]|\\.)*)"(?: "((?:[^"\\]|\\.)*)")?')
+    END = "sg-relays-monitor-end"
+
+    def __init__(self, redis):
+        self.redis = redis
+        self.sock = socket.create_connection((LOOPBACK, redis.port), timeout=30)
+        self.f = self.sock.makefile("rwb")
+        self.f.write(h._resp_encode(["MONITOR"]))
+        self.f.flush()
+        if self.f.readline().strip() != b"+OK":
+            raise h.HarnessError("MONITOR refused")
+        self.lua, self.client = {}, {}
+        self.done = threading.Event()
+        self.error = None
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        try:
+            while True:
+                line = self.f.readline()
+                if not line:
+                    raise OSError("MONITOR connection closed")
+                m = self.LINE.match(line.decode("utf-8", "replace").rstrip("\r\n"))
+                if not m:
+                    continue
+                src, cmd, sub = m.group(1), m.group(2).lower(), (m.group(3) or "").lower()
+                if cmd == "echo" and sub == self.END:
+                    return
+                name = f"{cmd}|{sub}" if cmd in ("script", "client", "config", "cluster", "command") else cmd
+                d = self.lua if src == "lua" else self.client
+                d[name] = d.get(name, 0) + 1
+        except Exception as e:   # noqa: BLE001 - reported by stop()
+            self.error = e
+        finally:
+            self.done.set()
+
+    def stop(self, timeout=30):
+        """Wait until everything up to now has been read; (lua, client) counts."""
+        self.redis.command("ECHO", self.END)
+        self.done.wait(timeout)
+        self.sock.close()
+        if self.error is not None or not self.done.is_set():
+            raise h.HarnessError(f"MONITOR reader: {self.error or 'timed out'}")
+        return self.lua, self.client
+
+
 def evalsha_ok(redis):
     st = commandstats(redis).get("evalsha", {})
     return st.get("calls", 0) - st.get("failed_calls", 0)
 
 
+def redis_call(port, *args, timeout=5):
+    """One command to a redis-server or redis-sentinel on 127.0.0.1:port
+    (no password) over a fresh connection; the decoded RESP reply."""
+    with socket.create_connection((LOOPBACK, port), timeout=timeout) as sk:
+        f = sk.makefile("rwb")
+        f.write(h._resp_encode(args))
+        f.flush()
+        return h._resp_read(f)
+
+
 def role(port):
+    """ROLE of the server on port ("master", "slave"), None if unreachable."""
     try:
-        r = h.RedisServer.__new__(h.RedisServer)
-        r.port, r.password = port, None
-        return r.command("ROLE")[0]
+        return redis_call(port, "ROLE")[0]
     except (OSError, h.HarnessError):
         return None
 
@@ -410,8 +470,9 @@ class Relays(h.ScratchTestCase):
         for rl in relays:
             self.assertTrue(rl.sg.alive(), f"{rl.name} died (status {rl.sg.proc.returncode}):\n"
                                            f"{h.tail(rl.sg.logfile, 60)}")
-        for rl in relays:
-            rc = rl.sg.stop()
+        # stopped in parallel: libmilter notices the stop only every 5 s
+        rcs = parallel([rl.sg.stop for rl in relays], len(relays))
+        for rl, rc in zip(relays, rcs):
             reports = rl.sg.sanitizer_reports()
             self.assertEqual(reports, [], f"{rl.name}: sanitizer reports:\n{h.tail(rl.sg.logfile, 80)}")
             self.assertEqual(rc, 0, f"{rl.name} exited {rc} on SIGTERM:\n{h.tail(rl.sg.logfile, 30)}")
@@ -457,7 +518,9 @@ class Relays(h.ScratchTestCase):
     def test_alternating(self):
         """Cap N=20 messages/1h; 60 messages alternating between the two
         relays, one after the other: exactly the first 20 accepted in total,
-        the other 40 answered 451 4.7.1, by the replies and by the logs."""
+        the other 40 answered 451 4.7.1, by the replies and by the logs.
+        Then 60 messages of another account from 12 threads at once over
+        both relays: still exactly 20 accepted."""
         N = 20
         redis = self.start_redis()
         relays = self.start_relays([h.limit("hourly", "1h", N, "tempfail")], redis_store(redis.port))
@@ -493,6 +556,18 @@ class Relays(h.ScratchTestCase):
             d = dec[s.qid]
             self.assertEqual((d.get("limit"), d.get("used"), d.get("cap")), ("hourly", str(N), str(N)),
                              d["_line"])
+        # the same, all at once: 3N messages of another account from 12
+        # threads over both relays; the check-and-commit is atomic, so still N
+        jobs = [lambda i=i: send_one(relays[i % 2], "par@example.com", ["rcpt@example.net"], qid())
+                for i in range(3 * N)]
+        par = parallel(jobs, 12)
+        self.assert_answers(par)
+        self.assertEqual(sum(s.verdict == "accept" for s in par), N, [s.verdict for s in par])
+        self.assertEqual(sum(s.verdict == "tempfail" for s in par), 2 * N)
+        dec = self.decisions_by_qid(relays, sent + par)
+        self.assert_verdicts_match(par, dec)
+        self.assertEqual(sorted(int(dec[s.qid]["used"]) for s in par if s.verdict == "accept"),
+                         list(range(1, N + 1)), "each accepted message saw its own count")
         self.finish(relays)
 
     # -- 2 ----------------------------------------------------------------------
@@ -505,6 +580,7 @@ class Relays(h.ScratchTestCase):
         relays = self.start_relays([h.limit("hourly", "1h", 100000, "tempfail", recipients=1000000)],
                                    redis_store(redis.port))
         redis.command("CONFIG", "RESETSTAT")
+        mon = Monitor(redis)
         qid = QidSource("CS")
         rnd = random.Random(2)
         # the first message of each relay alone, so that only one connection
@@ -522,8 +598,10 @@ class Relays(h.ScratchTestCase):
                          [s for s in sent if s.verdict != "accept"][:5])
         dec = self.decisions_by_qid(relays, sent)
         self.assertTrue(all(d.get("store") == "redis" and "store_error" not in d for d in dec.values()))
+        lua, client = mon.stop()
         stats = commandstats(redis)
         h.log("commandstats: " + json.dumps(stats, sort_keys=True))
+        h.log(f"MONITOR: from clients {client}; from the script {lua}")
         ev = stats.get("evalsha", {})
         self.assertEqual(ev.get("calls", 0) - ev.get("failed_calls", 0), M,
                          f"successful EVALSHA calls for {M} messages: {ev}")
@@ -532,9 +610,17 @@ class Relays(h.ScratchTestCase):
         load = stats.get("script|load", {}).get("calls", 0)
         self.assertEqual(load, ev.get("failed_calls", 0), "one SCRIPT LOAD per NOSCRIPT")
         self.assertNotIn("eval", stats, "EVAL (the script text every time) instead of EVALSHA")
-        others = {k: v.get("calls", 0) for k, v in stats.items()
-                  if k not in ("evalsha", "script|load") and v.get("calls", 0) >= 10}
-        self.assertEqual(others, {}, f"commands besides EVALSHA whose calls grow with M={M}")
+        # commandstats also counts what the script runs (redis.call):
+        # MONITOR tells those ("lua") from the clients' own commands
+        self.assertEqual(client.get("evalsha", 0), ev.get("calls", 0), "MONITOR saw every EVALSHA")
+        self.assertGreater(sum(lua.values()), M, "MONITOR shows the script's own commands")
+        for k, n in lua.items():
+            self.assertLessEqual(n, stats.get(k, {}).get("calls", 0), f"{k}: MONITOR vs commandstats")
+        others = {k: v.get("calls", 0) - lua.get(k, 0) for k, v in stats.items()
+                  if k not in ("evalsha", "script|load")}
+        others = {k: n for k, n in others.items() if n >= 10}
+        self.assertEqual(others, {}, f"commands sent by the relays, besides EVALSHA, whose calls grow "
+                                     f"with M={M}")
         self.finish(relays)
 
     # -- 3 ----------------------------------------------------------------------
@@ -546,9 +632,11 @@ class Relays(h.ScratchTestCase):
                                    names=[f"{tag}1", f"{tag}2"])
         qid = QidSource(tag.upper())
         stream = Stream(relays, "outage@example.com", lambda rnd: ["x@example.net"], qid,
-                        per_relay=2, pause=0.01).start()
+                        per_relay=2, pause=0.02).start()
         try:
-            h.wait_until(lambda: stream.count() >= 20, 10, "traffic before the kill")
+            h.wait_until(lambda: stream.count() >= 40, 10, "traffic before the kill")
+            time.sleep(0.5)
+            t_kill = time.time()
             redis.proc.kill()                              # SIGKILL: no goodbye to the clients
             redis.proc.wait(5)
             t_killed = time.time()
@@ -569,7 +657,7 @@ class Relays(h.ScratchTestCase):
         self.assert_answers(sent, max_latency=1.0)
         dec = self.decisions_by_qid(relays, sent)
         self.assert_verdicts_match(sent, dec)
-        before = [s for s in sent if s.t_recv < t_killed - 0.05]   # answered before the kill
+        before = [s for s in sent if s.t_recv < t_kill]            # answered before the kill
         during = [s for s in sent if s.t_send > t_killed and s.t_recv < t_restart]
         after = [s for s in sent if s.t_send > t_up + 2.0]         # "within a couple of seconds"
         h.log(f"[{tag}] {len(sent)} messages: {len(before)} before, {len(during)} during the outage, "
@@ -859,7 +947,8 @@ class Relays(h.ScratchTestCase):
         ACCOUNT = "acct@example.com"
         redis = self.start_redis()
         accounts = [{"address": ACCOUNT, "offer": "mxplan-legacy", "senders": ["*@shop.example"],
-                     "limits": [h.limit("hourly", "1h", 10, "tempfail", recipients=30)]}]
+                     "limits": [h.limit("hourly", "1h", 10, "tempfail", recipients=30,
+                                        distinct_recipients=50)]}]
         relays = self.start_relays([h.limit("hourly", "1h", 1000, "tempfail")], redis_store(redis.port),
                                    accounts=accounts)
         conf = relays[0].sg.config_path
@@ -880,6 +969,7 @@ class Relays(h.ScratchTestCase):
         self.assertEqual(list(lim), ["hourly"], o)
         self.assertEqual(lim["hourly"]["messages"], {"used": n_acc, "cap": 10}, o)
         self.assertEqual(lim["hourly"]["recipients"], {"used": 2 * n_acc, "cap": 30}, o)
+        self.assertEqual(lim["hourly"]["distinct_recipients"], {"used": 2, "cap": 50}, o)
         # an identity of the account resolves to it; the other config's view is the same
         self.assertEqual(self.status_json(conf, "app@shop.example"), o)
         self.assertEqual(self.status_json(relays[1].sg.config_path, ACCOUNT)["limits"], o["limits"])
@@ -890,18 +980,29 @@ class Relays(h.ScratchTestCase):
         self.assertRegex(text, rf"(?m)^{re.escape(ACCOUNT)}: ok")
         self.assertRegex(text, r"hourly\s+messages 10/10 \(100%\)\s+recipients 20/30 \(66%\)")
 
+        # an identity no account matches is an account of its own (default limits)
+        solo = [send_one(relays[i % 2], "solo@example.org", ["x@example.net"], qid()) for i in range(3)]
+        self.assert_answers(solo)
+        self.assertEqual([s.verdict for s in solo], ["accept"] * 3)
+        o2 = self.status_json(conf, "solo@example.org")
+        self.assertEqual(o2["account"], "solo@example.org")
+        self.assertEqual(o2["limits"][0]["messages"], {"used": 3, "cap": 1000}, o2)
+
         r = self.ctl(conf, "reset", ACCOUNT)
         self.assertIn(f"{ACCOUNT}: counters reset", r.stdout)
         o = self.status_json(conf, ACCOUNT)
         lim = {x["name"]: x for x in o["limits"]}
         self.assertEqual(lim["hourly"]["messages"]["used"], 0, o)
         self.assertEqual(lim["hourly"]["recipients"]["used"], 0, o)
+        self.assertEqual(lim["hourly"]["distinct_recipients"]["used"], 0, o)
+        self.assertEqual(self.status_json(conf, "solo@example.org")["limits"][0]["messages"]["used"], 3,
+                         "reset touches only the account it names")
         self.assertRegex(self.ctl(conf, "status", ACCOUNT).stdout, r"messages 0/10 \(0%\)")
 
         more = [send_one(relays[i % 2], "app@shop.example", rc2, qid()) for i in range(3)]
         self.assert_answers(more)
         self.assertEqual([s.verdict for s in more], ["accept"] * 3, "accepted again after the reset")
-        dec = self.decisions_by_qid(relays, sent + more)
+        dec = self.decisions_by_qid(relays, sent + solo + more)
         self.assertEqual([int(dec[s.qid]["used"]) for s in more], [1, 2, 3],
                          [dec[s.qid]["_line"] for s in more])
         o = self.status_json(conf, ACCOUNT)
