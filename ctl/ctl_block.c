@@ -125,8 +125,14 @@ int sg_ctl_lockdown(sg_conf_t *conf, int argc, char **argv)
 
     if (parse(argc, argv, &o, "o", usage) != 0)
         return EX_USAGE_;
-    a = sg_conf_find_account(conf, o.account);
-    account = a ? a->address : sg_policy_normalize(s, o.account, id);
+    /* An address or login maps to its account, as the daemon maps mail. */
+    sg_policy_normalize(s, o.account, id);
+    a = sg_policy_account(s, id);
+    account = a ? a->address : id;
+    if (a == NULL)
+        fprintf(stderr, "sendguardctl: %s is no configured account's sender: locking down its "
+                        "own implicit account; its held mail is released by the relays that held "
+                        "it while they run (else: postsuper -H)\n", id);
     if ((store = sg_ctl_store_open(s, "the block workflow")) == NULL)
         return EX_UNAVAILABLE_;
     sg_log_open("sendguardctl", s->syslog_facility, false);
@@ -379,14 +385,16 @@ int sg_ctl_report(sg_conf_t *conf, int argc, char **argv)
         return EX_USAGE_;
     if ((rc = load_case(conf, &o, &store, &c, &bc)) != 0)
         return rc;
-    draft = sg_block_case_draft(&bc);
+    draft = bc.a->offer == SG_OFFER_MXPLAN_LEGACY ? NULL : sg_block_case_draft(&bc);
     if (o.json) {
         json_t *j = case_json(&bc, draft);
         json_dumpf(j, stdout, JSON_INDENT(2));
         printf("\n");
         json_decref(j);
     } else {
-        print_case(&bc, bc.api_ok && bc.blocked ? draft : NULL);
+        /* Legacy MX Plan has no ticket: no answers to draft. */
+        print_case(&bc, bc.api_ok && bc.blocked && bc.a->offer != SG_OFFER_MXPLAN_LEGACY
+                        ? draft : NULL);
         if (!bc.api_ok)
             printf("\nNext: fix the API access above, then: sendguardctl report %s\n", o.account);
         else if (bc.blocked && bc.a->offer == SG_OFFER_MXPLAN_LEGACY)
@@ -501,8 +509,12 @@ int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv)
         goto out;
     }
     if (!bc.blocked) {
-        printf("%s is not blocked at OVHcloud: nothing to do%s\n", bc.a->address,
-               bc.state.blocked ? " (sendguard lifts its lockdown at the next poll)" : "");
+        printf("%s is not blocked at OVHcloud: nothing to do", bc.a->address);
+        if (bc.state.blocked && strcmp(bc.state.phase, "lockdown") == 0)
+            printf(" (it is locked down by hand: sendguardctl lockdown %s --off)", bc.a->address);
+        else if (bc.state.blocked)
+            printf(" (sendguard lifts its lockdown at the next poll)");
+        printf("\n");
         rc = 0;
         goto out;
     }

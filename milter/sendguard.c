@@ -37,7 +37,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: sendguard [-c FILE] [-f] [-t] [-V] [-u USER] [-p PIDFILE]\n"
                "  -c FILE     configuration (default /etc/sendguard/sendguard.conf)\n"
-               "  -f          stay in the foreground and log to stderr too\n"
+               "  -f          stay in the foreground (else detach) and log to stderr too\n"
                "  -t          check the configuration and exit (0, or 78 with errors)\n"
                "  -V          print the version and exit\n"
                "  -u USER     run as USER once the socket exists (overrides `user`)\n"
@@ -139,6 +139,37 @@ static int write_pidfile(const char *path)
     return fclose(f) == 0 ? 0 : -1;
 }
 
+static bool differ(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+/* Settings read once at start: say so when a reload changes them. */
+static void restart_only(const struct sg_settings *o, const struct sg_settings *n)
+{
+    const struct sg_redis_settings *a = &o->redis, *b = &n->redis;
+    const char *what = NULL;
+
+    if (differ(o->milter_socket, n->milter_socket) || o->socket_mode != n->socket_mode)
+        what = "milter.socket";
+    else if (differ(o->user, n->user) || differ(o->pidfile, n->pidfile))
+        what = "user/pidfile";
+    else if (differ(o->relay_name, n->relay_name))
+        what = "relay_name";
+    else if (o->store_backend != n->store_backend)
+        what = "store.backend";
+    else if (differ(a->host, b->host) || a->port != b->port || differ(a->unix_path, b->unix_path) ||
+             differ(a->username, b->username) || differ(a->password, b->password) ||
+             a->db != b->db || differ(a->prefix, b->prefix) ||
+             differ(a->sentinel_master, b->sentinel_master) || a->nsentinels != b->nsentinels ||
+             a->connect_timeout_ms != b->connect_timeout_ms ||
+             a->command_timeout_ms != b->command_timeout_ms || a->pool_size != b->pool_size)
+        what = "store.redis";
+    if (what != NULL)
+        sg_log(LOG_WARNING, "reload: %s changed: it applies at the next restart; the rest of the "
+               "new configuration is in force", what);
+}
+
 /* SIGUSR1: build and validate a new config, then swap; a bad one changes nothing. */
 static void reload(void)
 {
@@ -151,8 +182,7 @@ static void reload(void)
     } else {
         const struct sg_settings *o = sg_conf_settings(old), *n = sg_conf_settings(conf);
 
-        if (n->store_backend != o->store_backend)
-            sg_log(LOG_WARNING, "reload: store.backend changed: restart sendguard to apply it");
+        restart_only(o, n);
         sg_log_set_facility(n->syslog_facility);
         sg_conf_swap(conf);
         sg_log(LOG_NOTICE, "reloaded %s", sg_conf_path(old));
@@ -270,8 +300,15 @@ int main(int argc, char **argv)
         return EX_UNAVAILABLE_;
     }
     smfi_settimeout(s->milter_timeout_s);
-    if (set_socket_mode(s->milter_socket, s->socket_mode, pw) != 0 ||
-        write_pidfile(pidfile) != 0 || drop_privileges(pw) != 0)
+    if (set_socket_mode(s->milter_socket, s->socket_mode, pw) != 0)
+        return EX_OSERR_;
+    /* Without -f: detach, once the socket is up (so a start that cannot
+     * listen fails in the foreground) and before any thread exists. */
+    if (!foreground && daemon(0, 0) != 0) {
+        sg_log(LOG_ERR, "cannot detach: %s", strerror(errno));
+        return EX_OSERR_;
+    }
+    if (write_pidfile(pidfile) != 0 || drop_privileges(pw) != 0)
         return EX_OSERR_;
     if (pthread_create(&sigthr, NULL, signal_thread, &usr1) != 0) {
         sg_log(LOG_ERR, "cannot start the signal thread");

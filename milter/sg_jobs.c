@@ -34,6 +34,8 @@ static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     char relay[256], owner[320];
+    char **extra;                 /* accounts no config names that this relay held mail for */
+    size_t nextra;
 } J = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 static long last_held_fail, last_release_fail;
@@ -166,6 +168,18 @@ static void *release_thread(void *arg)
             if (J.fallback != J.store)
                 release_account(s, J.fallback, s->accounts[i].address);
         }
+        pthread_mutex_lock(&J.mu);
+        for (size_t i = 0; i < J.nextra; i++) {
+            char *acct = strdup(J.extra[i]);
+            pthread_mutex_unlock(&J.mu);
+            if (acct != NULL) {
+                release_account(s, J.store, acct);
+                release_account(s, J.fallback, acct);
+                free(acct);
+            }
+            pthread_mutex_lock(&J.mu);
+        }
+        pthread_mutex_unlock(&J.mu);
         sg_conf_unref(conf);
         pthread_mutex_lock(&J.mu);
         if (J.stop)
@@ -178,10 +192,34 @@ static void *release_thread(void *arg)
     return NULL;
 }
 
+/* Remember an account the config does not name (a manual lockdown of an
+ * identity), so the release thread follows it too while this process runs. */
+static void follow_extra(const char *account)
+{
+    sg_conf_t *conf = sg_conf_current();
+    bool known = sg_conf_find_account(conf, account) != NULL;
+    char **v;
+
+    sg_conf_unref(conf);
+    if (known)
+        return;
+    pthread_mutex_lock(&J.mu);
+    for (size_t i = 0; i < J.nextra; i++)
+        if (strcmp(J.extra[i], account) == 0)
+            known = true;
+    if (!known && J.nextra < 1024 && (v = realloc(J.extra, (J.nextra + 1) * sizeof(*v)))) {
+        J.extra = v;
+        if ((v[J.nextra] = strdup(account)) != NULL)
+            J.nextra++;
+    }
+    pthread_mutex_unlock(&J.mu);
+}
+
 void sg_jobs_held(const char *account, const char *qid)
 {
     if (qid == NULL || qid[0] == '\0')
         return;                   /* no {i}: already warned about; cannot be released by id */
+    follow_extra(account);
     if (sg_store_held_add(J.store, account, J.relay, qid) == 0)
         return;
     if (sg_store_held_add(J.fallback, account, J.relay, qid) != 0 &&
@@ -231,4 +269,9 @@ void sg_jobs_stop(void)
         pthread_join(J.thr, NULL);
         J.running = false;
     }
+    for (size_t i = 0; i < J.nextra; i++)
+        free(J.extra[i]);
+    free(J.extra);
+    J.extra = NULL;
+    J.nextra = 0;
 }

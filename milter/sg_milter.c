@@ -46,7 +46,7 @@ struct connctx {
     struct msgctx m;
 };
 
-static atomic_ulong n_msgs, n_auth, n_noqid;
+static atomic_ulong n_msgs, n_auth;
 static long warned_noqid, warned_noauth;
 
 /* --- helpers ------------------------------------------------------------- */
@@ -253,8 +253,7 @@ static void check_macros(const struct msgctx *m)
 
     if (m->auth != NULL)
         atomic_fetch_add(&n_auth, 1);
-    if (m->qid == NULL && atomic_fetch_add(&n_noqid, 1) == 0 &&
-        sg_log_ratelimit(&warned_noqid, 3600))
+    if (m->qid == NULL && sg_log_ratelimit(&warned_noqid, 3600))
         sg_log(LOG_WARNING, "the MTA sends no {i} macro: queue ids will be missing from logs"
                " and held mail cannot be tracked; Postfix: milter_end_of_data_macros = i");
     if (n == MACRO_WARN_AFTER && atomic_load(&n_auth) == 0 &&

@@ -564,7 +564,8 @@ void sg_block_audit(const char *who, const char *what, const char *account,
 
     sg_log(LOG_NOTICE, "audit: who=<%s> what=%s account=<%s> detail=%s",
            sg_log_esc(w, sizeof(w), who), what, sg_log_esc(a, sizeof(a), account),
-           sg_log_esc(d, sizeof(d), detail ? detail : "-"));
+           sg_log_escape_text(d, sizeof(d), detail ? detail : "-",
+                              strlen(detail ? detail : "-")));
 }
 
 const char *sg_block_who(char *buf, size_t size)

@@ -159,12 +159,18 @@ int sg_block_unblock(struct sg_ovh *c, struct sg_store *st, const struct sg_sett
 int sg_block_rotate(struct sg_ovh *c, struct sg_store *st, const struct sg_settings *s,
                     const struct sg_account *a, const char *who, bool show_password,
                     char *msg, size_t msglen);
+/* The same as the unblock step of legacy MX Plan: also moves the account's
+ * phase to "password_changed" (the watcher then lifts the lockdown when the
+ * API reads the account unblocked). */
+int sg_block_rotate_unblock(struct sg_ovh *c, struct sg_store *st, const struct sg_settings *s,
+                            const struct sg_account *a, const char *who, bool show_password,
+                            char *msg, size_t msglen);
 
 /* Audit: one LOG_NOTICE line "audit: who=<...> what=... account=<...> ...". */
 void sg_block_audit(const char *who, const char *what, const char *account,
                     const char *detail);
 
-/* The invoking user, for audit lines ("root", "alice via sudo"). */
+/* The invoking user, for audit lines ("root", "alice (sudo as root)"). */
 const char *sg_block_who(char *buf, size_t size);
 
 #endif

@@ -9,8 +9,8 @@
  * With several relays, hooks->try_lock elects the one that polls (a lock
  * with expiry in the store, renewed each round by its holder; without the
  * hook every relay polls, which is correct but costs API calls).
- * Must not: clear a lockdown it did not set (a phase other than "blocked"
- * or "replied" is someone else's), hold a config snapshot across rounds
+ * Must not: clear a lockdown it did not set (a phase other than "blocked",
+ * "replied" or "password_changed" is someone else's), hold a config snapshot across rounds
  * longer than its client needs, or block sg_ovh_watch_stop for long (the
  * client's abort hook ends a call in progress).
  */
@@ -126,7 +126,11 @@ size_t sg_ovh_watch_round(sg_ovh_t *c, struct sg_store *store, const struct sg_a
         next.checked_ms = now_ms;
         snprintf(next.state, sizeof(next.state), "%s", st.state);
 
-        bool api_blocked_before = prev.blocked && (phase_is(&prev, "blocked") || phase_is(&prev, "replied"));
+        /* A lockdown this watcher set (then answered by a reply or a new
+         * password); any other phase (a manual lockdown) is not its to lift. */
+        bool api_blocked_before = prev.blocked && (phase_is(&prev, "blocked") ||
+                                                   phase_is(&prev, "replied") ||
+                                                   phase_is(&prev, "password_changed"));
         if (st.blocked && !api_blocked_before) {
             next.blocked = true;
             next.ticket = st.ticket;

@@ -154,13 +154,15 @@ char *sg_block_case_draft(const struct sg_block_case *bc)
                           bc->redir_readable);
 }
 
+/* phase NULL: keep it (only the note changes). */
 static void state_note(sg_store_t *st, const char *account, const char *phase, const char *note)
 {
     struct sg_account_state s;
 
     if (sg_store_state_get(st, account, &s) != 0)
         return;
-    snprintf(s.phase, sizeof(s.phase), "%s", phase);
+    if (phase != NULL)
+        snprintf(s.phase, sizeof(s.phase), "%s", phase);
     snprintf(s.note, sizeof(s.note), "%s", note);
     sg_store_state_set(st, account, &s);
 }
@@ -193,9 +195,9 @@ static bool sasl_has_user(const char *path, const char *user, char *err, size_t 
     return found;
 }
 
-int sg_block_rotate(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
-                    const struct sg_account *a, const char *who, bool show_password,
-                    char *msg, size_t msglen)
+static int rotate(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
+                  const struct sg_account *a, const char *who, bool show_password,
+                  const char *phase, char *msg, size_t msglen)
 {
     char pw[PASSWORD_LEN + 1], err[600], when[32], note[256];
     struct sg_ovh_err e;
@@ -224,7 +226,7 @@ int sg_block_rotate(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
     }
     stamp(when, sizeof(when));
     snprintf(note, sizeof(note), "password changed at %s by %s", when, who);
-    state_note(st, a->address, "password_changed", note);
+    state_note(st, a->address, phase, note);
     sg_block_audit(who, "password_change", a->address, a->sasl_map_file);
     if (a->sasl_map_file != NULL) {
         changed = sg_block_sasl_rewrite(a->sasl_map_file, a->address, pw, err, sizeof(err));
@@ -258,6 +260,20 @@ int sg_block_rotate(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
     return 0;
 }
 
+int sg_block_rotate(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
+                    const struct sg_account *a, const char *who, bool show_password,
+                    char *msg, size_t msglen)
+{
+    return rotate(c, st, s, a, who, show_password, NULL, msg, msglen);
+}
+
+int sg_block_rotate_unblock(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
+                            const struct sg_account *a, const char *who, bool show_password,
+                            char *msg, size_t msglen)
+{
+    return rotate(c, st, s, a, who, show_password, "password_changed", msg, msglen);
+}
+
 int sg_block_unblock(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
                      struct sg_block_case *bc, const char *text, const char *who,
                      bool show_password, char *msg, size_t msglen)
@@ -277,7 +293,7 @@ int sg_block_unblock(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
         return 0;
     }
     if (a->offer == SG_OFFER_MXPLAN_LEGACY)
-        return sg_block_rotate(c, st, s, a, who, show_password, msg, msglen);
+        return sg_block_rotate_unblock(c, st, s, a, who, show_password, msg, msglen);
     if (!bc->have_ticket) {
         snprintf(msg, msglen, "no spam ticket found for %s (ticket number %lld): answer it in "
                  "the Control Panel", a->address, (long long)bc->ticket_number);
