@@ -556,7 +556,7 @@ int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv)
     }
     rc = sg_block_unblock(c, store, s, &bc, text, who, o.show_password, msg, sizeof(msg)) == 0
          ? 0 : EX_FAIL;
-    printf("%s\n", msg);
+    fprintf(rc == 0 ? stdout : stderr, "%s%s\n", rc == 0 ? "" : "sendguardctl: ", msg);
     if (rc == 0)
         printf("Next: sendguardctl status %s   (where it stands; held mail is released when "
                "OVHcloud unblocks the account)\n", bc.a->address);
@@ -601,7 +601,7 @@ int sg_ctl_rotate(sg_conf_t *conf, int argc, char **argv)
     } else {
         rc = sg_block_rotate(c, store, s, a, sg_block_who(who, sizeof(who)), o.show_password,
                              msg, sizeof(msg)) == 0 ? 0 : EX_FAIL;
-        printf("%s\n", msg);
+        fprintf(rc == 0 ? stdout : stderr, "%s%s\n", rc == 0 ? "" : "sendguardctl: ", msg);
     }
     sg_ovh_free(c);
     sg_store_free(store);

@@ -85,6 +85,8 @@ struct sg_store_redis {
     char mhost[256];              /* sentinel mode: the master, when known */
     int mport;
     bool mknown;
+    uint64_t mchecked;            /* sentinel mode: when the master was last asked (mono ms) */
+    bool mchecking;               /* a thread is asking now */
     size_t snext;                 /* sentinel to ask first */
     bool open;                    /* breaker */
     bool probing;
@@ -603,10 +605,50 @@ forget:
     return NULL;
 }
 
+/* Sentinel mode: ask the sentinels again about once a second. A manual
+ * failover leaves the old master writable for seconds; without this the
+ * pool would keep writing there until it is demoted and drops clients. */
+#define SENTINEL_RECHECK_MS 1000
+
+static void sentinel_recheck(struct sg_store_redis *r)
+{
+    uint64_t now = mono_ms();
+    char host[256], err[256];
+    int port;
+    bool moved = false;
+
+    pthread_mutex_lock(&r->mu);
+    if (r->master_name == NULL || !r->mknown || r->mchecking ||
+        now - r->mchecked < SENTINEL_RECHECK_MS) {
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
+    r->mchecking = true;
+    r->mchecked = now;
+    pthread_mutex_unlock(&r->mu);
+    if (sentinel_ask(r, host, sizeof(host), &port, err, sizeof(err)) == 0) {
+        pthread_mutex_lock(&r->mu);
+        if (r->mknown && (strcmp(host, r->mhost) != 0 || port != r->mport)) {
+            snprintf(r->mhost, sizeof(r->mhost), "%s", host);
+            r->mport = port;
+            r->gen++;             /* pooled contexts to the old master are dropped */
+            moved = true;
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
+    pthread_mutex_lock(&r->mu);
+    r->mchecking = false;
+    pthread_mutex_unlock(&r->mu);
+    if (moved)
+        sg_log(LOG_NOTICE, "redis: sentinel master %s moved to %s:%d", r->master_name, host, port);
+}
+
 static int conn_get(struct sg_store_redis *r, struct conn *cn, char *err, size_t errlen)
 {
     redisContext *stale[16];
     size_t nstale = 0;
+
+    sentinel_recheck(r);
 
     cn->c = NULL;
     pthread_mutex_lock(&r->mu);
