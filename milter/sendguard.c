@@ -20,6 +20,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include "sg_log.h"
 #include "sg_milter.h"
@@ -88,6 +90,29 @@ static int remove_stale_socket(const char *spec)
     }
     sg_log(LOG_INFO, "removed stale socket %s", path);
     return 0;
+}
+
+/* TCP_NODELAY on libmilter's listening socket (libmilter does not hand out
+ * its descriptor: it is the only listening TCP socket of the process at
+ * this point). Linux passes the option on to accepted connections, so our
+ * small replies (quarantine, then continue) are not held back by Nagle. */
+static void tcp_nodelay_listener(const char *spec)
+{
+    int one = 1;
+
+    if (strncmp(spec, "inet", 4) != 0)
+        return;
+    for (int fd = 0; fd < 1024; fd++) {
+        int acc = 0, domain = 0;
+        socklen_t len = sizeof(acc), dlen = sizeof(domain);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0 || !acc ||
+            getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) != 0 ||
+            (domain != AF_INET && domain != AF_INET6))
+            continue;
+        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+            sg_log(LOG_WARNING, "TCP_NODELAY on the milter socket: %s", strerror(errno));
+    }
 }
 
 static int set_socket_mode(const char *spec, int mode, const struct passwd *pw)
@@ -300,6 +325,7 @@ int main(int argc, char **argv)
         return EX_UNAVAILABLE_;
     }
     smfi_settimeout(s->milter_timeout_s);
+    tcp_nodelay_listener(s->milter_socket);
     if (set_socket_mode(s->milter_socket, s->socket_mode, pw) != 0)
         return EX_OSERR_;
     /* Without -f: detach, once the socket is up (so a start that cannot

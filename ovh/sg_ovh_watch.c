@@ -230,7 +230,10 @@ static void *watch_main(void *arg)
         }
         const struct sg_settings *s = sg_conf_settings(conf);
         uint64_t interval = s->ovh_poll_interval_ms;
-        if (interval == 0) {
+        size_t watched = 0;
+        for (size_t i = 0; i < s->naccounts; i++)
+            watched += s->accounts[i].offer != SG_OFFER_NONE;
+        if (interval == 0 || watched == 0) {   /* nothing to watch: no client, no error */
             sg_conf_unref(conf);
             next = sg_ovh_mono_ms() + IDLE_MS;       /* off: wait for a reload's kick */
             continue;

@@ -62,10 +62,10 @@ def one_limit_config(cap, action, window="1h", **extra):
 class Run:
     """One case: a scratch dir, a sendguard, helpers to drive and check it."""
 
-    def __init__(self, binary, scratch, config):
+    def __init__(self, binary, scratch, config, socket="unix"):
         self.binary = binary
         self.scratch = scratch
-        self.sg = h.Sendguard(binary, scratch.sub("sendguard"), config)
+        self.sg = h.Sendguard(binary, scratch.sub("sendguard"), config, socket=socket)
         self.miltertest = h.require_tool("miltertest", "miltertest")
         self.expected = []          # actions of every decision so far, in order
 
@@ -458,6 +458,31 @@ def case_negotiate(binary, scratch):
     check(res.verdict == "tempfail", f"hold without quarantine must fall back to tempfail: {res}")
     c.quit()
     r.expected = ["accept", "tempfail"]
+    r.check_decisions()
+    r.finish()
+
+
+@case
+def case_negotiate_tcp(binary, scratch):
+    """On a TCP socket sendguard answers the DATA step (no NODATA/NR_DATA):
+    Postfix writes the envelope, then headers and end of message, without
+    TCP_NODELAY; a reply in between carries the ACK the second write would
+    otherwise wait ~40 ms for (delayed ACK). On a unix socket it skips it."""
+    r = Run(binary, scratch, one_limit_config(5, "hold"), socket="inet").start()
+    c = r.client()
+    vers, actions, steps = c.negotiate()
+    names = mc.flag_names(steps, mc.SMFIP)
+    h.log(f"TCP: negotiated steps {names}")
+    check("NODATA" not in names and "NR_DATA" not in names,
+          f"over TCP the DATA step must be answered: {names}")
+    check("NR_MAIL" in names and "NR_RCPT" in names and "NOHELO" in names,
+          f"the other steps stay negotiated away: {names}")
+    c.connect("client.example", "192.0.2.9")
+    res = c.message("<alice@example.com>", ["<r@example.net>"], mail_macros={"i": "T1"},
+                    eom_macros={"i": "T1"})
+    check(res.verdict == "accept", res)
+    c.quit()
+    r.expected = ["accept"]
     r.check_decisions()
     r.finish()
 
