@@ -64,6 +64,11 @@ local function now_ms()
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The window hash also keeps running totals beside its buckets: "lo" (the
+-- oldest bucket the totals include) and "tm", "tr", "tb" (per unit), so a
+-- decision reads four fields instead of every bucket.
+local TOTALS = { lo = true, tm = true, tr = true, tb = true }
+
 -- Sum per unit of the buckets still counting at now (index >= lo), the
 -- bucket indices seen, and the stale fields to delete.
 local function read_window(key, lo)
@@ -73,7 +78,9 @@ local function read_window(key, lo)
         local f = flat[j]
         local u = UIDX[string.sub(f, 1, 1)]
         local k = tonumber(string.sub(f, 2))
-        if u == nil or k == nil or k < lo then
+        if TOTALS[f] then
+            -- running totals: not a bucket
+        elseif u == nil or k == nil or k < lo then
             stale[#stale + 1] = f
         else
             local n = tonumber(flat[j + 1])
@@ -86,6 +93,42 @@ local function read_window(key, lo)
         end
     end
     return sum, per, ks, stale
+end
+
+-- The usage of a window at bucket lo, from its running totals: buckets
+-- that left the window since the last decision are subtracted and deleted
+-- (usually none or one). First use, or idle for longer than the window:
+-- counted from the buckets. Leaves "lo" and the totals consistent.
+local function window_totals(key, lo, ttl)
+    local h = redis.call('HMGET', key, 'lo', 'tm', 'tr', 'tb')
+    local old = tonumber(h[1])
+    local sum
+    if old ~= nil and lo <= old then
+        return { tonumber(h[2]) or 0, tonumber(h[3]) or 0, tonumber(h[4]) or 0 }
+    end
+    if old ~= nil and lo - old <= B + 1 then
+        sum = { tonumber(h[2]) or 0, tonumber(h[3]) or 0, tonumber(h[4]) or 0 }
+        local gone = {}
+        for k = old, lo - 1 do
+            for u = 1, 3 do gone[#gone + 1] = UNITS[u] .. I(k) end
+        end
+        local v = redis.call('HMGET', key, unpack(gone))
+        for j = 1, #gone do
+            local n = tonumber(v[j])
+            if n then
+                local u = UIDX[string.sub(gone[j], 1, 1)]
+                sum[u] = sum[u] - n
+            end
+        end
+        redis.call('HDEL', key, unpack(gone))
+    else
+        local counted, _per, _ks, stale = read_window(key, lo)
+        sum = counted
+        if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+    end
+    redis.call('HSET', key, 'lo', I(lo), 'tm', I(sum[1]), 'tr', I(sum[2]), 'tb', I(sum[3]))
+    redis.call('PEXPIRE', key, I(ttl))
+    return sum
 end
 
 -- Time until enough of the oldest buckets stop counting that `need` units
@@ -172,14 +215,11 @@ local function decide()
         local lo = math.floor((now - T) / w)
         local kw = KEYS[10 + 3 * i - 2]
         local kd = KEYS[10 + 3 * i - 1]
-        local sum, per, ks, stale = read_window(kw, lo)
+        local sum = window_totals(kw, lo, T + w + 1000)
         local x = { T = T, w = w, cap = cap, kw = kw, kd = kd,
                     warn_at = tonumber(ARGV[a + 6]), kwarn = KEYS[10 + 3 * i],
                     used = { sum[1], sum[2], sum[3], 0 },
                     c = { cost[1], cost[2], cost[3], 0 } }
-        if #stale > 0 then
-            redis.call('HDEL', kw, unpack(stale))
-        end
         if cap[4] > 0 then
             redis.call('ZREMRANGEBYSCORE', kd, '-inf', '(' .. I(now - T))
             x.used[4] = redis.call('ZCARD', kd)
@@ -205,6 +245,7 @@ local function decide()
                     elseif c > cap[u] then
                         retry = 0
                     else
+                        local _sum, per, ks = read_window(kw, lo)   -- refusals only
                         retry = bucket_retry(per, ks, u, used + c - cap[u], w, T, now)
                     end
                     over = { i - 1, u - 1, used, cap[u], retry }
@@ -230,6 +271,8 @@ local function decide()
                     redis.call('HINCRBY', x.kw, UNITS[u] .. k, I(cost[u]))
                 end
             end
+            redis.call('HSET', x.kw, 'tm', I(x.used[1] + cost[1]), 'tr', I(x.used[2] + cost[2]),
+                       'tb', I(x.used[3] + cost[3]))
             redis.call('PEXPIRE', x.kw, I(x.T + x.w + 1000))
             if x.cap[4] > 0 and #hashes > 0 then
                 local z = {}

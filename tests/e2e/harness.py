@@ -854,6 +854,9 @@ class Postfix:
              "log through postlogd to a file: no syslog daemon needed (Postfix >= 3.4)"),
             ("maillog_file_prefixes", self.workdir,
              "maillog_file must start with one of these (default /var, /dev/stdout)"),
+            ("postlogd_watchdog_timeout", "600s",
+             "on a loaded 2-CPU machine postlogd can miss its 10 s watchdog; killed, it"
+             " leaves every Postfix process blocked on its log socket"),
             ("myhostname", "sg-e2e.example", "fixed name: no lookup of the machine's name"),
             ("mydomain", "example", None),
             ("myorigin", "$myhostname", None),
