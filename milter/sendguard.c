@@ -290,6 +290,7 @@ int main(int argc, char **argv)
         return EX_USAGE_;
     }
     snprintf(sg_rt.relay, sizeof(sg_rt.relay), "%s", s->relay_name);
+    sg_rt.tcp = strncmp(s->milter_socket, "inet", 4) == 0;
     sg_rt.fallback = sg_store_memory_new(NULL, NULL);
     sg_rt.primary = open_primary(s);
     if (sg_rt.primary == NULL || sg_rt.fallback == NULL)

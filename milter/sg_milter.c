@@ -47,7 +47,7 @@ struct connctx {
 };
 
 static atomic_ulong n_msgs, n_auth;
-static long warned_noqid, warned_noauth;
+static long warned_noqid, warned_noauth, warned_noquarantine;
 
 /* --- helpers ------------------------------------------------------------- */
 
@@ -127,10 +127,10 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
      * (~40 ms a message). A reply at DATA carries the ACK at once. */
     /* (EOH is then kept too, with no reply: libmilter refuses end of
      * message straight after an answered DATA when a message has no header.) */
-    if (strncmp(sg_conf_settings(conf)->milter_socket, "inet", 4) == 0)
+    if (sg_rt.tcp)
         want &= ~(SMFIP_NODATA | SMFIP_NR_DATA | SMFIP_NOEOH);
     sg_conf_unref(conf);
-    if (!(f0 & SMFIF_QUARANTINE))
+    if (!(f0 & SMFIF_QUARANTINE) && sg_log_ratelimit(&warned_noquarantine, 3600))
         sg_log(LOG_WARNING, "MTA does not offer quarantine: action hold falls back to tempfail");
     *pf0 = f0 & SMFIF_QUARANTINE;
     *pf1 = f1 & want;             /* ask only for what the MTA can do */

@@ -5,6 +5,8 @@
 #ifndef SG_MILTER_H
 #define SG_MILTER_H
 
+#include <stdbool.h>
+
 #include <libmilter/mfapi.h>
 
 #include "sg_conf.h"
@@ -14,6 +16,7 @@ struct sg_runtime {
     sg_store_t *primary;          /* memory or redis */
     sg_store_t *fallback;         /* memory: used while the primary is down */
     char relay[256];
+    bool tcp;                     /* listening on inet: (read once at start) */
 };
 
 extern struct sg_runtime sg_rt;
