@@ -1405,6 +1405,19 @@ static void check_sender_owners(struct loader *L, struct sender_ref *refs, size_
     }
 }
 
+/* A secret in the config (store.redis.password) must not sit in a file
+ * every user can read. */
+static void check_secret_file(struct loader *L, const char *key)
+{
+    const config_setting_t *m = config_lookup(&L->cf, key);
+    const char *file = m ? config_setting_source_file(m) : NULL;
+    struct stat st;
+
+    if (file != NULL && stat(file, &st) == 0 && (st.st_mode & S_IROTH))
+        problem(L, m, key, "is a secret, and %s is readable by every user; run: chmod o-r %s",
+                setting_file(L, m), file);
+}
+
 static void finish(struct loader *L)
 {
     struct sg_settings *s = &L->conf->s;
@@ -1414,6 +1427,7 @@ static void finish(struct loader *L)
     size_t nrefs = 0, cap = 0;
     char host[256];
 
+    check_secret_file(L, "store.redis.password");
     if (config_setting_get_member(root, "limits") == NULL) {
         s->limits = default_limits;
         s->nlimits = sizeof(default_limits) / sizeof(default_limits[0]);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -63,6 +64,7 @@ static const char *write_file(const char *name, const char *text)
     assert_non_null(f);
     assert_int_equal(fputs(text, f) >= 0, 1);
     assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(path, 0640), 0);    /* as a config with a secret must be */
     return path;
 }
 
@@ -728,6 +730,30 @@ static void test_secret_not_printed(void **state)
     }
 }
 
+/* A password in a file every user can read is refused, the fix named;
+ * the same file readable by its group only loads. */
+static void test_secret_file_mode(void **state)
+{
+    struct errs e = { .n = 0 };
+    const char *path = write_conf("store = { redis = { password = \"hunter2\"; }; };\n");
+    char want[1400];
+    sg_conf_t *c;
+
+    (void)state;
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_null(sg_conf_load(path, collect, &e));
+    assert_int_equal(e.n, 1);
+    snprintf(want, sizeof(want), "%s:1: store.redis.password: is a secret, and %s is readable "
+             "by every user; run: chmod o-r %s", path, path, path);
+    assert_string_equal(e.line[0], want);
+    assert_null(strstr(e.line[0], "hunter2"));
+    errs_free(&e);
+    assert_int_equal(chmod(path, 0640), 0);
+    c = sg_conf_load(path, NULL, NULL);
+    assert_non_null(c);
+    sg_conf_unref(c);
+}
+
 static void test_include(void **state)
 {
     struct errs e = { .n = 0 };
@@ -945,6 +971,7 @@ static const struct CMUnitTest errors_tests[] = {
     cmocka_unit_test(test_bad_configs),
     cmocka_unit_test(test_missing_file),
     cmocka_unit_test(test_secret_not_printed),
+    cmocka_unit_test(test_secret_file_mode),
     cmocka_unit_test(test_include),
 };
 static const struct CMUnitTest duration_tests[] = {
