@@ -112,7 +112,10 @@ static void hook_on_change(void *ctx, const struct sg_account *a,
 
 /* --- release ------------------------------------------------------------- */
 
-/* Hand this relay's held queue ids of one account to release_command. */
+/* Hand this relay's held queue ids of one account, recorded in st, to
+ * release_command. The lockdown is always read from the configured store
+ * (J.store), which is where the watcher and sendguardctl write it, also for
+ * ids that had to be recorded in the fallback: unreadable means still held. */
 static void release_account(const struct sg_settings *s, sg_store_t *st, const char *account)
 {
     struct sg_account_state state;
@@ -122,7 +125,7 @@ static void release_account(const struct sg_settings *s, sg_store_t *st, const c
 
     if (sg_store_held_list(st, account, J.relay, &q, &n) != 0 || n == 0)
         return;
-    if (sg_store_state_get(st, account, &state) != 0 || state.blocked) {
+    if (sg_store_state_get(J.store, account, &state) != 0 || state.blocked) {
         sg_store_strv_free(q, n);
         return;
     }
