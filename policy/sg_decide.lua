@@ -165,14 +165,36 @@ local function distinct_retry(key, need, mine, nmine, T, now)
     return T
 end
 
+-- Evidence keys get their expiry when they are created, and again at most
+-- once a minute (EV_REFRESH), not on every message.
+local EV_REFRESH = 60000
+
 -- HINCRBY, but a hash never grows past maxf fields: the rest is "(other)".
-local function capped_hincr(key, field, by, maxf)
-    if redis.call('HEXISTS', key, field) == 1 or redis.call('HLEN', key) < maxf then
-        redis.call('HINCRBY', key, field, by)
-        return true
-    end
+-- Returns 'new' (the field was just created), 'old' or 'other'; a key it
+-- creates gets its expiry. One command for a field already there.
+local function capped_hincr(key, field, by, maxf, ttl)
+    if redis.call('HINCRBY', key, field, by) ~= by then return 'old' end
+    local n = redis.call('HLEN', key)
+    if n == 1 then redis.call('PEXPIRE', key, ttl) end
+    if n <= maxf then return 'new' end
+    redis.call('HDEL', key, field)
     redis.call('HINCRBY', key, '(other)', by)
-    return false
+    return 'other'
+end
+
+-- First-seen time of a field just counted for the first time.
+local function first_seen(key, field, now, ttl)
+    if redis.call('HSETNX', key, field, I(now)) == 1 and redis.call('HLEN', key) == 1 then
+        redis.call('PEXPIRE', key, ttl)
+    end
+end
+
+-- LPUSH + LTRIM; a list it creates gets its expiry.
+local function capped_push(key, value, len, ttl)
+    if redis.call('LPUSH', key, value) == 1 then
+        redis.call('PEXPIRE', key, ttl)
+    end
+    redis.call('LTRIM', key, 0, len - 1)
 end
 
 local function decide()
@@ -306,28 +328,36 @@ local function decide()
     elseif lockdown then
         action = 'lockdown'
     end
-    redis.call('HSET', KEYS[2], 'name', account, 'last_ms', I(now))
+    local ttl = I(ev_ttl)
+    local refreshed = redis.call('HGET', KEYS[2], 'ttl_ms')
+    local refresh = not refreshed or now - tonumber(refreshed) >= EV_REFRESH
+    if refresh then
+        redis.call('HSET', KEYS[2], 'name', account, 'last_ms', I(now), 'ttl_ms', I(now))
+        for j = 2, 9 do
+            redis.call('PEXPIRE', KEYS[j], ttl)
+        end
+    else
+        redis.call('HSET', KEYS[2], 'name', account, 'last_ms', I(now))
+    end
     if ip == '' then ip = '(none)' end
     if mailer == '' then mailer = '(none)' end
-    if capped_hincr(KEYS[3], ip, 1, maxf) then
-        redis.call('HSETNX', KEYS[4], ip, I(now))
+    if capped_hincr(KEYS[3], ip, 1, maxf, ttl) == 'new' then
+        first_seen(KEYS[4], ip, now, ttl)
     end
-    if capped_hincr(KEYS[5], mailer, 1, maxf) then
-        redis.call('HSETNX', KEYS[6], mailer, I(now))
+    if capped_hincr(KEYS[5], mailer, 1, maxf, ttl) == 'new' then
+        first_seen(KEYS[6], mailer, now, ttl)
     end
     for j = 1, D do
-        capped_hincr(KEYS[7], ARGV[dbase + j], 1, maxf)
+        capped_hincr(KEYS[7], ARGV[dbase + j], 1, maxf, ttl)
     end
     if from_mis then
         redis.call('HINCRBY', KEYS[2], 'from_mismatch', 1)
-        redis.call('LPUSH', KEYS[8], cjson.encode({ t = now, qid = qid,
-            identity = identity, from_domain = from_dom, ip = ip }))
-        redis.call('LTRIM', KEYS[8], 0, 99)
+        capped_push(KEYS[8], cjson.encode({ t = now, qid = qid, identity = identity,
+            from_domain = from_dom, ip = ip }), 100, ttl)
     end
-    redis.call('LPUSH', KEYS[9], cjson.encode({ t = now, qid = qid, ip = ip,
+    capped_push(KEYS[9], cjson.encode({ t = now, qid = qid, ip = ip,
         identity = identity, rcpts = cost[2], size = cost[3], msgid = msgid,
-        mailer = mailer, relay = relay, action = action, charged = charged }))
-    redis.call('LTRIM', KEYS[9], 0, recent_len - 1)
+        mailer = mailer, relay = relay, action = action, charged = charged }), recent_len, ttl)
     local hour = math.floor(now / HOUR)
     local fresh
     if over == nil then
@@ -343,11 +373,8 @@ local function decide()
             if h == nil or h <= hour - 49 then old[#old + 1] = f end
         end
         if #old > 0 then redis.call('HDEL', KEYS[10], unpack(old)) end
+        redis.call('PEXPIRE', KEYS[10], I(49 * HOUR))
     end
-    for j = 2, 9 do
-        redis.call('PEXPIRE', KEYS[j], I(ev_ttl))
-    end
-    redis.call('PEXPIRE', KEYS[10], I(49 * HOUR))
 
     if over ~= nil then
         return { 1, over[1], over[2], over[3], over[4], over[5], 0,
