@@ -243,6 +243,14 @@ static size_t rcpt_domains(const struct sg_request *req, char dom[][EV_DOMAIN_LE
     return n;
 }
 
+static bool caps_distinct(const struct sg_limit *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (l[i].cap[SG_UNIT_DISTINCT])
+            return true;
+    return false;
+}
+
 void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fallback,
                       const struct sg_request *req, struct sg_verdict *v)
 {
@@ -272,25 +280,27 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
     charge.units[SG_UNIT_MESSAGES] = 1;
     charge.units[SG_UNIT_RECIPIENTS] = req->nrcpts;
     charge.units[SG_UNIT_BYTES] = req->size;
-    if (req->nrcpts > DISTINCT_STACK)
-        h = malloc(req->nrcpts * sizeof(*h));
-    if (h == NULL) {
-        v->action = SG_ACT_TEMPFAIL;
-        set_reply(v, "451", "4.3.0");
-        snprintf(v->reason, sizeof(v->reason), "sendguard: out of memory, try again later");
-        return;
+    if (caps_distinct(limits, nlimits)) {       /* recipient hashes only when counted */
+        if (req->nrcpts > DISTINCT_STACK)
+            h = malloc(req->nrcpts * sizeof(*h));
+        if (h == NULL) {
+            v->action = SG_ACT_TEMPFAIL;
+            set_reply(v, "451", "4.3.0");
+            snprintf(v->reason, sizeof(v->reason), "sendguard: out of memory, try again later");
+            return;
+        }
+        charge.rcpt_hashes = h;
+        charge.nrcpt_hashes = rcpt_hashes(s, req, h);
     }
-    charge.rcpt_hashes = h;
-    charge.nrcpt_hashes = rcpt_hashes(s, req, h);
 
-    {
+    if (sg_store_records_evidence(primary)) {     /* the memory store keeps none */
         const char *acct_dom = strrchr(v->account, '@');
         addr_domain(req->from_header, from_dom, sizeof(from_dom));
         ev.from_header_domain = from_dom[0] ? from_dom : NULL;
         ev.from_mismatch = from_dom[0] && acct_dom && strcmp(from_dom, acct_dom + 1) != 0;
+        ev.rcpt_domains = dom_ptrs;
+        ev.nrcpt_domains = rcpt_domains(req, doms, dom_ptrs);
     }
-    ev.rcpt_domains = dom_ptrs;
-    ev.nrcpt_domains = rcpt_domains(req, doms, dom_ptrs);
     ev.qid = req->qid;
     ev.client_ip = req->client_ip;
     ev.identity = v->identity;

@@ -69,6 +69,11 @@ const char *sg_store_name(const sg_store_t *st)
     return st->ops->name;
 }
 
+bool sg_store_records_evidence(const sg_store_t *st)
+{
+    return st->ops->evidence;
+}
+
 int sg_store_decide(sg_store_t *st, const char *account,
                     const struct sg_limit *limits, size_t nlimits,
                     const struct sg_charge *charge,

@@ -95,6 +95,8 @@ sg_store_t *sg_store_memory_new(sg_clock_fn clock, void *clock_ctx);
 sg_store_t *sg_store_redis_new(const struct sg_redis_settings *rs, char *err, size_t errlen);
 void sg_store_free(sg_store_t *st);
 const char *sg_store_name(const sg_store_t *st);
+/* Does decide() record the evidence (Redis), or ignore it (memory)? */
+bool sg_store_records_evidence(const sg_store_t *st);
 
 /* The whole decision for one message of one account, atomically. */
 int sg_store_decide(sg_store_t *st, const char *account,

@@ -9,6 +9,7 @@
 
 struct sg_store_ops {
     const char *name;
+    bool evidence;                /* decide() records struct sg_evidence */
     int (*decide)(void *be, const char *account, const struct sg_limit *limits,
                   size_t nlimits, const struct sg_charge *charge,
                   const struct sg_evidence *ev, bool charge_refused,

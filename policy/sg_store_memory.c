@@ -664,6 +664,7 @@ static int mem_held_del(void *be, const char *account, const char *relay,
 
 const struct sg_store_ops sg_store_memory_ops = {
     .name = "memory",
+    .evidence = false,
     .decide = mem_decide,
     .usage = mem_usage,
     .reset = mem_reset,

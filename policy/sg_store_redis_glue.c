@@ -70,6 +70,7 @@ static void r_close(void *be)
 
 const struct sg_store_ops sg_store_redis_ops = {
     .name = "redis",
+    .evidence = true,
     .decide = r_decide,
     .usage = r_usage,
     .reset = r_reset,

@@ -35,11 +35,6 @@ void sg_log_set_facility(int facility)
     }
 }
 
-void sg_log_set_stderr(bool on)
-{
-    atomic_store(&log_stderr, on);
-}
-
 static const char *prio_name(int prio)
 {
     static const char *names[] = { "emerg", "alert", "crit", "error",

@@ -15,7 +15,6 @@
 
 void sg_log_open(const char *ident, int facility, bool to_stderr);
 void sg_log_set_facility(int facility);
-void sg_log_set_stderr(bool on);
 void sg_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Copy src (at most srclen bytes) into dst, NUL-terminated, replacing every
