@@ -1,10 +1,10 @@
 /*
  * sendguard.c - the daemon: options, config, socket, privileges, signals,
- * then libmilter's main loop.
+ * then the milter server (sg_mproto).
  *
  * Must not: make decisions (policy/) or talk to the OVHcloud API itself
- * (ovh/). Signal handling: libmilter owns SIGHUP/SIGTERM/SIGINT (stop);
- * SIGUSR1 (reload) is taken by a sigwait() thread, never by a handler.
+ * (ovh/). Signals are taken by a sigwait() thread, never by a handler:
+ * SIGUSR1 and SIGHUP reload, SIGTERM and SIGINT stop.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -90,29 +90,6 @@ static int remove_stale_socket(const char *spec)
     }
     sg_log(LOG_INFO, "removed stale socket %s", path);
     return 0;
-}
-
-/* TCP_NODELAY on libmilter's listening socket (libmilter does not hand out
- * its descriptor: it is the only listening TCP socket of the process at
- * this point). Linux passes the option on to accepted connections, so our
- * small replies (quarantine, then continue) are not held back by Nagle. */
-static void tcp_nodelay_listener(const char *spec)
-{
-    int one = 1;
-
-    if (strncmp(spec, "inet", 4) != 0)
-        return;
-    for (int fd = 0; fd < 1024; fd++) {
-        int acc = 0, domain = 0;
-        socklen_t len = sizeof(acc), dlen = sizeof(domain);
-
-        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0 || !acc ||
-            getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) != 0 ||
-            (domain != AF_INET && domain != AF_INET6))
-            continue;
-        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
-            sg_log(LOG_WARNING, "TCP_NODELAY on the milter socket: %s", strerror(errno));
-    }
 }
 
 static int set_socket_mode(const char *spec, int mode, const struct passwd *pw)
@@ -224,8 +201,12 @@ static void *signal_thread(void *arg)
     for (;;) {
         if (sigwait(set, &sig) != 0)
             continue;
-        if (sig == SIGUSR1)
+        if (sig == SIGUSR1 || sig == SIGHUP) {
             reload();
+        } else {
+            sg_log(LOG_NOTICE, "%s: stopping", strsignal(sig));
+            sg_mproto_stop();
+        }
     }
     return NULL;
 }
@@ -249,10 +230,10 @@ int main(int argc, char **argv)
     bool foreground = false, test = false;
     const struct sg_settings *s;
     struct passwd *pw = NULL;
-    static sigset_t usr1;
-    sigset_t blocked;
+    static sigset_t blocked;
     pthread_t sigthr;
     sg_conf_t *conf;
+    char err[256];
     int opt, rc;
 
     while ((opt = getopt(argc, argv, "c:ftVu:p:h")) != -1) {
@@ -301,32 +282,22 @@ int main(int argc, char **argv)
         sg_log(LOG_ERR, "curl_global_init failed");
         return EX_SOFTWARE_;
     }
-    /* Block, in every thread to come, the signals libmilter's own signal
-     * thread waits for (stop) and SIGUSR1 (ours): otherwise the kernel may
-     * deliver SIGTERM to a thread that does not wait for it, killing the
-     * process without a clean stop. */
+    /* Block, in every thread to come, the signals the signal thread waits
+     * for: otherwise the kernel may deliver SIGTERM to a thread that does
+     * not wait for it, killing the process without a clean stop. */
     sigemptyset(&blocked);
     sigaddset(&blocked, SIGHUP);
     sigaddset(&blocked, SIGINT);
     sigaddset(&blocked, SIGTERM);
     sigaddset(&blocked, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &blocked, NULL);
-    sigemptyset(&usr1);
-    sigaddset(&usr1, SIGUSR1);
 
-    if (smfi_register(sg_milter_desc) != MI_SUCCESS) {
-        sg_log(LOG_ERR, "smfi_register failed");
-        return EX_SOFTWARE_;
-    }
     if (remove_stale_socket(s->milter_socket) != 0)
         return EX_UNAVAILABLE_;
-    if (smfi_setconn((char *)s->milter_socket) != MI_SUCCESS ||
-        smfi_opensocket(false) != MI_SUCCESS) {
-        sg_log(LOG_ERR, "cannot listen on %s", s->milter_socket);
+    if (sg_mproto_listen(s->milter_socket, err, sizeof(err)) != 0) {
+        sg_log(LOG_ERR, "cannot listen on %s: %s", s->milter_socket, err);
         return EX_UNAVAILABLE_;
     }
-    smfi_settimeout(s->milter_timeout_s);
-    tcp_nodelay_listener(s->milter_socket);
     if (set_socket_mode(s->milter_socket, s->socket_mode, pw) != 0)
         return EX_OSERR_;
     /* Without -f: detach, once the socket is up (so a start that cannot
@@ -337,7 +308,7 @@ int main(int argc, char **argv)
     }
     if (write_pidfile(pidfile) != 0 || drop_privileges(pw) != 0)
         return EX_OSERR_;
-    if (pthread_create(&sigthr, NULL, signal_thread, &usr1) != 0) {
+    if (pthread_create(&sigthr, NULL, signal_thread, &blocked) != 0) {
         sg_log(LOG_ERR, "cannot start the signal thread");
         return EX_OSERR_;
     }
@@ -346,14 +317,16 @@ int main(int argc, char **argv)
     sg_log(LOG_NOTICE, "sendguard %s listening on %s, store %s, %zu accounts, %zu default limits",
            SG_VERSION, s->milter_socket, sg_store_name(sg_rt.primary), s->naccounts, s->nlimits);
 
-    rc = smfi_main();
+    rc = sg_mproto_run(&sg_milter_handlers, s->milter_timeout_s);
 
-    sg_log(LOG_NOTICE, "stopping");
     sg_jobs_stop();
     if (pidfile != NULL)
         unlink(pidfile);
+    if (rc == 1)                  /* a decision still running uses the stores */
+        return 0;
     sg_store_free(sg_rt.primary);
     sg_store_free(sg_rt.fallback);
     sg_conf_swap(NULL);
-    return rc == MI_SUCCESS ? 0 : EX_SOFTWARE_;
+    sg_log(LOG_NOTICE, "stopped");
+    return rc == 0 ? 0 : EX_SOFTWARE_;
 }

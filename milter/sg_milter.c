@@ -1,12 +1,14 @@
 /*
- * sg_milter.c - thin libmilter callbacks: collect what the MTA says about
+ * sg_milter.c - thin milter handlers: collect what the MTA says about
  * a message, hand it to sg_policy at end of message, map the verdict to
- * SMFIS_* and log one key=value line.
+ * a milter answer and log one key=value line.
  *
  * Must not: decide anything itself, block on anything but the store call
  * in eom, or let a byte of the message reach a log line unescaped.
  * Steps the decision does not need are negotiated away, and the ones kept
- * are "no reply" steps, so the MTA never waits on us before end of message.
+ * are "no reply" steps, so the MTA never waits on us before end of message
+ * (sg_mproto.c sends nothing for those, whatever a handler returns: a
+ * failure there is remembered and answered at end of message).
  */
 #include "sg_milter.h"
 
@@ -38,10 +40,10 @@ struct msgctx {
     size_t nrcpts, rcap;
     char mailer[HDR_KEEP], from[HDR_KEEP], msgid[HDR_KEEP];
     uint64_t size;
+    bool failed;                  /* out of memory on a no-reply step */
 };
 
 struct connctx {
-    unsigned long nr;             /* SMFIP_NR_* steps the MTA agreed to */
     char ip[INET6_ADDRSTRLEN];
     struct msgctx m;
 };
@@ -90,115 +92,107 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* --- callbacks ----------------------------------------------------------- */
+/* --- handlers ------------------------------------------------------------ */
 
-/* The reply for a step: none if the MTA agreed to skip it. */
-static sfsistat noreply(const struct connctx *c, unsigned long step)
+static struct connctx *conn_get(sg_msess_t *ms)
 {
-    return (c->nr & step) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
-}
-
-static struct connctx *conn_get(SMFICTX *ctx)
-{
-    struct connctx *c = smfi_getpriv(ctx);
+    struct connctx *c = sg_mproto_getpriv(ms);
 
     if (c == NULL && (c = calloc(1, sizeof(*c))) != NULL)
-        smfi_setpriv(ctx, c);
+        sg_mproto_setpriv(ms, c);
     return c;
 }
 
-
-static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
-                             unsigned long f2, unsigned long f3, unsigned long *pf0,
-                             unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+static void h_negotiate(sg_msess_t *ms, struct sg_mp_options *o)
 {
-    struct connctx *c = conn_get(ctx);
     sg_conf_t *conf = sg_conf_current();
-    unsigned long want = SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOEOH |
-                         SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT |
-                         SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY | SMFIP_NR_DATA |
-                         SMFIP_NR_UNKN;
+    uint32_t want = SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOEOH |
+                    SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT |
+                    SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY | SMFIP_NR_DATA |
+                    SMFIP_NR_UNKN;
 
+    (void)ms;
     if (!config_counts_bytes(conf))
         want |= SMFIP_NOBODY;
     /* Over TCP, answer the DATA step: Postfix writes the envelope, then the
      * headers and end of message, without TCP_NODELAY; with nothing to
      * answer in between, that second write waits for our delayed ACK
      * (~40 ms a message). A reply at DATA carries the ACK at once. */
-    /* (EOH is then kept too, with no reply: libmilter refuses end of
-     * message straight after an answered DATA when a message has no header.) */
     if (sg_rt.tcp)
-        want &= ~(SMFIP_NODATA | SMFIP_NR_DATA | SMFIP_NOEOH);
+        want &= ~(SMFIP_NODATA | SMFIP_NR_DATA);
     sg_conf_unref(conf);
-    if (!(f0 & SMFIF_QUARANTINE) && sg_log_ratelimit(&warned_noquarantine, 3600))
+    if (!(o->mta_actions & SMFIF_QUARANTINE) && sg_log_ratelimit(&warned_noquarantine, 3600))
         sg_log(LOG_WARNING, "MTA does not offer quarantine: action hold falls back to tempfail");
-    *pf0 = f0 & SMFIF_QUARANTINE;
-    *pf1 = f1 & want;             /* ask only for what the MTA can do */
-    *pf2 = *pf3 = 0;
-    if (c != NULL)
-        c->nr = *pf1;
-    (void)f2;
-    (void)f3;
-    if ((f0 & SMFIF_SETSYMLIST) != 0) {
-        smfi_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen} i");
-        smfi_setsymlist(ctx, SMFIM_EOM, "i");
-    }
-    return SMFIS_CONTINUE;
+    o->actions = SMFIF_QUARANTINE;
+    o->steps = want;              /* the engine keeps what the MTA offered */
+    o->symlist[SMFIM_ENVFROM] = "{auth_authen} i";
+    o->symlist[SMFIM_EOM] = "i";
 }
 
-static sfsistat cb_connect(SMFICTX *ctx, char *host, struct sockaddr *sa)
+static enum sg_mp_reply h_connect(sg_msess_t *ms, const char *host, int family, const char *addr)
 {
-    struct connctx *c = conn_get(ctx);
+    struct connctx *c = conn_get(ms);
+    unsigned char bin[sizeof(struct in6_addr)];
 
     (void)host;
     if (c == NULL)
-        return SMFIS_TEMPFAIL;
-    if (sa == NULL)
-        snprintf(c->ip, sizeof(c->ip), "local");
-    else if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->ip, sizeof(c->ip));
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->ip, sizeof(c->ip));
+        return SG_MP_TEMPFAIL;
+    /* the address is printed in log lines: only a parsed one is kept */
+    if (family == '4' && addr != NULL && inet_pton(AF_INET, addr, bin) == 1)
+        inet_ntop(AF_INET, bin, c->ip, sizeof(c->ip));
+    else if (family == '6' && addr != NULL &&
+             inet_pton(AF_INET6, strncmp(addr, "IPv6:", 5) == 0 ? addr + 5 : addr, bin) == 1)
+        inet_ntop(AF_INET6, bin, c->ip, sizeof(c->ip));
+    else if (family == '4' || family == '6')
+        snprintf(c->ip, sizeof(c->ip), "unknown");
     else
         snprintf(c->ip, sizeof(c->ip), "local");
-    return noreply(c, SMFIP_NR_CONN);
+    return SG_MP_CONTINUE;
 }
 
-static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
+static enum sg_mp_reply h_mail(sg_msess_t *ms, char **argv, int argc)
 {
-    struct connctx *c = smfi_getpriv(ctx);
+    struct connctx *c = conn_get(ms);
 
     if (c == NULL)
-        return SMFIS_TEMPFAIL;
+        return SG_MP_TEMPFAIL;
+    if (c->ip[0] == '\0')         /* CONNECT negotiated away or never sent */
+        snprintf(c->ip, sizeof(c->ip), "unknown");
     msg_reset(&c->m);
     c->m.conf = sg_conf_current();
-    c->m.envfrom = dup_cut(argv[0], RCPT_KEEP);
-    c->m.auth = dup_cut(smfi_getsymval(ctx, "{auth_authen}"), RCPT_KEEP);
-    c->m.qid = dup_cut(smfi_getsymval(ctx, "i"), 64);
-    return noreply(c, SMFIP_NR_MAIL);
+    c->m.envfrom = dup_cut(argc > 0 ? argv[0] : "", RCPT_KEEP);
+    c->m.auth = dup_cut(sg_mproto_getsymval(ms, "{auth_authen}"), RCPT_KEEP);
+    c->m.qid = dup_cut(sg_mproto_getsymval(ms, "i"), 64);
+    if (c->m.envfrom == NULL)
+        c->m.failed = true;
+    return c->m.failed ? SG_MP_TEMPFAIL : SG_MP_CONTINUE;
 }
 
-static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
+static enum sg_mp_reply h_rcpt(sg_msess_t *ms, char **argv, int argc)
 {
-    struct connctx *c = smfi_getpriv(ctx);
+    struct connctx *c = sg_mproto_getpriv(ms);
     struct msgctx *m;
 
-    if (c == NULL)
-        return SMFIS_TEMPFAIL;
+    if (c == NULL || c->m.conf == NULL)
+        return SG_MP_TEMPFAIL;    /* RCPT before MAIL: EOM will tempfail too */
     m = &c->m;
     if (m->nrcpts == m->rcap) {
         size_t ncap = m->rcap ? m->rcap * 2 : 8;
         char **n = realloc(m->rcpts, ncap * sizeof(*n));
-        if (n == NULL)
-            return SMFIS_TEMPFAIL;
+        if (n == NULL) {
+            m->failed = true;
+            return SG_MP_TEMPFAIL;
+        }
         m->rcpts = n;
         m->rcap = ncap;
     }
-    m->rcpts[m->nrcpts] = dup_cut(argv[0] ? argv[0] : "", RCPT_KEEP);
-    if (m->rcpts[m->nrcpts] == NULL)
-        return SMFIS_TEMPFAIL;
+    m->rcpts[m->nrcpts] = dup_cut(argc > 0 ? argv[0] : "", RCPT_KEEP);
+    if (m->rcpts[m->nrcpts] == NULL) {
+        m->failed = true;
+        return SG_MP_TEMPFAIL;
+    }
     m->nrcpts++;
-    return noreply(c, SMFIP_NR_RCPT);
+    return SG_MP_CONTINUE;
 }
 
 static void keep_header(char *dst, const char *v)
@@ -207,19 +201,12 @@ static void keep_header(char *dst, const char *v)
         snprintf(dst, HDR_KEEP, "%s", v);
 }
 
-static sfsistat cb_data(SMFICTX *ctx)
+static enum sg_mp_reply h_header(sg_msess_t *ms, const char *name, const char *value)
 {
-    struct connctx *c = smfi_getpriv(ctx);
+    struct connctx *c = sg_mproto_getpriv(ms);
 
-    return c != NULL ? noreply(c, SMFIP_NR_DATA) : SMFIS_CONTINUE;
-}
-
-static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
-{
-    struct connctx *c = smfi_getpriv(ctx);
-
-    if (c == NULL)
-        return SMFIS_TEMPFAIL;
+    if (c == NULL || c->m.conf == NULL)
+        return SG_MP_CONTINUE;    /* no message: end of message tempfails */
     c->m.size += strlen(name) + strlen(value) + 4;    /* "name: value\r\n" */
     if (strcasecmp(name, "From") == 0)
         keep_header(c->m.from, value);
@@ -227,18 +214,17 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
         keep_header(c->m.msgid, value);
     else if (strcasecmp(name, "X-Mailer") == 0 || strcasecmp(name, "User-Agent") == 0)
         keep_header(c->m.mailer, value);
-    return noreply(c, SMFIP_NR_HDR);
+    return SG_MP_CONTINUE;
 }
 
-static sfsistat cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
+static enum sg_mp_reply h_body(sg_msess_t *ms, const unsigned char *chunk, size_t len)
 {
-    struct connctx *c = smfi_getpriv(ctx);
+    struct connctx *c = sg_mproto_getpriv(ms);
 
     (void)chunk;
-    if (c == NULL)
-        return SMFIS_TEMPFAIL;
-    c->m.size += len;
-    return noreply(c, SMFIP_NR_BODY);
+    if (c != NULL && c->m.conf != NULL)
+        c->m.size += len;
+    return SG_MP_CONTINUE;
 }
 
 static void log_verdict(const struct msgctx *m, const char *ip, const struct sg_verdict *v,
@@ -278,20 +264,25 @@ static void check_macros(const struct msgctx *m)
                " include {auth_authen}", MACRO_WARN_AFTER);
 }
 
-static sfsistat cb_eom(SMFICTX *ctx)
+static enum sg_mp_reply h_eom(sg_msess_t *ms)
 {
-    struct connctx *c = smfi_getpriv(ctx);
+    struct connctx *c = sg_mproto_getpriv(ms);
     struct sg_request req = { 0 };
     struct sg_verdict v;
     struct msgctx *m;
-    sfsistat rc = SMFIS_CONTINUE;
+    enum sg_mp_reply rc = SG_MP_CONTINUE;
     double t0 = now_ms();
 
     if (c == NULL || c->m.conf == NULL)
-        return SMFIS_TEMPFAIL;
+        return SG_MP_TEMPFAIL;    /* end of message without MAIL */
     m = &c->m;
+    if (m->failed) {
+        sg_log(LOG_ERR, "out of memory while reading a message: tempfail");
+        msg_reset(m);
+        return SG_MP_TEMPFAIL;
+    }
     if (m->qid == NULL)
-        m->qid = dup_cut(smfi_getsymval(ctx, "i"), 64);
+        m->qid = dup_cut(sg_mproto_getsymval(ms, "i"), 64);
     check_macros(m);
     req.auth_authen = m->auth;
     req.envfrom = m->envfrom;
@@ -309,16 +300,16 @@ static sfsistat cb_eom(SMFICTX *ctx)
     switch (v.action) {
     case SG_ACT_TEMPFAIL:
     case SG_ACT_REJECT:
-        if (smfi_setreply(ctx, v.smtp_code, v.smtp_xcode, v.reason) != MI_SUCCESS)
-            sg_log(LOG_WARNING, "smfi_setreply failed: the MTA uses its default text");
-        rc = v.action == SG_ACT_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
+        if (sg_mproto_setreply(ms, v.smtp_code, v.smtp_xcode, v.reason) != 0)
+            sg_log(LOG_WARNING, "cannot set the SMTP reply: the MTA uses its default text");
+        rc = v.action == SG_ACT_REJECT ? SG_MP_REJECT : SG_MP_TEMPFAIL;
         break;
     case SG_ACT_HOLD:
-        if (smfi_quarantine(ctx, v.reason) != MI_SUCCESS) {
+        if (sg_mproto_quarantine(ms, v.reason) != 0) {
             sg_log(LOG_ERR, "quarantine refused by the MTA: tempfail instead of hold");
             v.action = SG_ACT_TEMPFAIL;
-            smfi_setreply(ctx, "451", "4.7.1", v.reason);
-            rc = SMFIS_TEMPFAIL;
+            sg_mproto_setreply(ms, "451", "4.7.1", v.reason);
+            rc = SG_MP_TEMPFAIL;
         }
         break;
     default:
@@ -331,39 +322,33 @@ static sfsistat cb_eom(SMFICTX *ctx)
     return rc;
 }
 
-static sfsistat cb_abort(SMFICTX *ctx)
+static void h_abort(sg_msess_t *ms)
 {
-    struct connctx *c = smfi_getpriv(ctx);
+    struct connctx *c = sg_mproto_getpriv(ms);
 
     if (c != NULL)
         msg_reset(&c->m);
-    return SMFIS_CONTINUE;
 }
 
-static sfsistat cb_close(SMFICTX *ctx)
+static void h_close(sg_msess_t *ms)
 {
-    struct connctx *c = smfi_getpriv(ctx);
+    struct connctx *c = sg_mproto_getpriv(ms);
 
     if (c != NULL) {
         msg_reset(&c->m);
         free(c);
-        smfi_setpriv(ctx, NULL);
+        sg_mproto_setpriv(ms, NULL);
     }
-    return SMFIS_CONTINUE;
 }
 
-struct smfiDesc sg_milter_desc = {
-    .xxfi_name = "sendguard",
-    .xxfi_version = SMFI_VERSION,
-    .xxfi_flags = SMFIF_QUARANTINE | SMFIF_SETSYMLIST,
-    .xxfi_connect = cb_connect,
-    .xxfi_envfrom = cb_envfrom,
-    .xxfi_envrcpt = cb_envrcpt,
-    .xxfi_data = cb_data,
-    .xxfi_header = cb_header,
-    .xxfi_body = cb_body,
-    .xxfi_eom = cb_eom,
-    .xxfi_abort = cb_abort,
-    .xxfi_close = cb_close,
-    .xxfi_negotiate = cb_negotiate,
+const struct sg_mp_handlers sg_milter_handlers = {
+    .negotiate = h_negotiate,
+    .connect = h_connect,
+    .mail = h_mail,
+    .rcpt = h_rcpt,
+    .header = h_header,
+    .body = h_body,
+    .eom = h_eom,
+    .abort = h_abort,
+    .close = h_close,
 };

@@ -1,5 +1,5 @@
 /*
- * sg_milter - the libmilter callbacks and the process-wide runtime they
+ * sg_milter - the milter handlers and the process-wide runtime they
  * share with main(): current config, stores, relay name.
  */
 #ifndef SG_MILTER_H
@@ -7,7 +7,7 @@
 
 #include <stdbool.h>
 
-#include <libmilter/mfapi.h>
+#include "sg_mproto.h"
 
 #include "sg_conf.h"
 #include "sg_store.h"
@@ -21,7 +21,7 @@ struct sg_runtime {
 
 extern struct sg_runtime sg_rt;
 
-/* The filter description to hand to smfi_register. */
-extern struct smfiDesc sg_milter_desc;
+/* The handlers to hand to sg_mproto_run. */
+extern const struct sg_mp_handlers sg_milter_handlers;
 
 #endif
