@@ -30,6 +30,7 @@ import os
 import pwd
 import re
 import shutil
+import shlex
 import signal
 import smtplib
 import socket
@@ -506,7 +507,7 @@ class Sendguard:
 
     socket: 'unix' (default: <workdir>/sendguard.sock, chmod 0666 once it
     exists so Postfix daemons running as `postfix` can connect; libmilter
-    creates it root-owned 0660/0755 depending on umask), 'inet' (a free
+    creates it 0600 before applying milter.socket_mode), 'inet' (a free
     loopback port; note ~40 ms per message of Nagle/delayed-ACK latency with
     Postfix), or an explicit libmilter spec string.
     config: text, or a callable socket_spec -> text."""
@@ -568,7 +569,10 @@ class Sendguard:
             if os.path.exists(p):
                 os.unlink(p)
         self._log_fh = open(self.logfile, "ab", buffering=0)
-        self.proc = subprocess.Popen([self.binary, "-c", self.config_path, "-f"],
+        # SG_WRAPPER: a command to run the daemon under (valgrind, in the
+        # valgrind build's milter tests)
+        wrapper = shlex.split(os.environ.get("SG_WRAPPER", ""))
+        self.proc = subprocess.Popen(wrapper + [self.binary, "-c", self.config_path, "-f"],
                                      stdin=subprocess.DEVNULL, stdout=self._log_fh,
                                      stderr=self._log_fh, env=self.env, cwd=self.workdir,
                                      start_new_session=True, preexec_fn=_child_setup)
