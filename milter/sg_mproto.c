@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -40,13 +39,11 @@
 
 #define IN_START (72u * 1024u)    /* a 64 KiB body packet fits in one read */
 #define IN_KEEP (256u * 1024u)    /* a worker keeps a buffer up to this size */
-#define IDLE_EXIT_S 60            /* an idle worker beyond IDLE_KEEP exits after this */
-#define IDLE_KEEP 8
+#define IDLE_KEEP 8               /* idle workers kept after a burst */
 #define STOP_WAIT_S 10            /* a stop waits this long for decisions in progress */
 
 struct sg_msess {
     int fd;
-    struct sg_msess *prev, *next; /* the active list (pool.mu) */
     void *priv;
     bool negotiated;
     uint32_t actions, steps;      /* what the filter took */
@@ -60,16 +57,21 @@ struct sg_msess {
     char *quarantine;             /* set by sg_mproto_quarantine */
 };
 
-static struct {
+/* A worker: blocked in accept() (idle), or serving one connection. Its
+ * slot tells a stop which connection to cut; the slot's own mutex is only
+ * ever contended by a stop. */
+struct slot {
     pthread_mutex_t mu;
-    pthread_cond_t work, done;
-    int *queue;                   /* accepted, not yet served */
-    size_t qhead, qlen, qcap;
-    unsigned idle, workers, active;
-    struct sg_msess *sessions;
-    bool stopping;
-} pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
-           .done = PTHREAD_COND_INITIALIZER };
+    int fd;                       /* the connection served, or -1 */
+    struct slot *next;
+};
+
+static struct {
+    pthread_mutex_t mu;           /* the slot list, rare: thread start and exit */
+    struct slot *slots;
+    atomic_uint idle, workers, active;
+    atomic_bool stopping;
+} pool = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static const struct sg_mp_handlers *H;
 static int io_timeout = 7210;
@@ -734,32 +736,39 @@ out:
 
 /* --- the pool ------------------------------------------------------------ */
 
-static void session_run(int fd, unsigned char **buf, size_t *cap)
+/* Workers accept() themselves (no hand-off between threads): the kernel
+ * wakes one per connection. The one that takes the last idle place starts
+ * another, so someone is always accepting; after a burst, a worker that
+ * finds IDLE_KEEP others idle exits. */
+static bool start_worker(void);
+
+static void session_run(struct slot *sl, int fd, unsigned char **buf, size_t *cap)
 {
     sg_msess_t s = { .fd = fd, .in = *buf, .incap = *cap };
     struct timeval tv = { .tv_sec = io_timeout };
 
+    if (s.in == NULL) {                       /* first connection of this worker */
+        s.incap = IN_START;
+        if ((s.in = malloc(s.incap)) == NULL) {
+            sg_log(LOG_ERR, "milter: out of memory: connection closed");
+            close(fd);
+            return;
+        }
+    }
+
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    pthread_mutex_lock(&pool.mu);
-    s.next = pool.sessions;
-    if (pool.sessions)
-        pool.sessions->prev = &s;
-    pool.sessions = &s;
-    if (pool.stopping)
+    pthread_mutex_lock(&sl->mu);
+    sl->fd = fd;
+    pthread_mutex_unlock(&sl->mu);
+    if (atomic_load(&pool.stopping))          /* a stop that swept before us */
         shutdown(fd, SHUT_RD);
-    pthread_mutex_unlock(&pool.mu);
 
     serve(&s);
 
-    pthread_mutex_lock(&pool.mu);
-    if (s.prev)
-        s.prev->next = s.next;
-    else
-        pool.sessions = s.next;
-    if (s.next)
-        s.next->prev = s.prev;
-    pthread_mutex_unlock(&pool.mu);
+    pthread_mutex_lock(&sl->mu);
+    sl->fd = -1;
+    pthread_mutex_unlock(&sl->mu);
     close(fd);
     free(s.out);
     if (s.incap > IN_KEEP) {                  /* give back what one big message took */
@@ -775,89 +784,90 @@ static void session_run(int fd, unsigned char **buf, size_t *cap)
 
 static void *worker(void *arg)
 {
-    size_t cap = IN_START;
-    unsigned char *buf = malloc(cap);
+    struct slot *sl = arg, **pp;
+    size_t cap = 0;
+    unsigned char *buf = NULL;            /* read buffer, kept between connections */
+    bool idle = true;                     /* counted in pool.idle */
 
-    (void)arg;
-    pthread_mutex_lock(&pool.mu);
-    for (;;) {
-        while (pool.qlen == 0 && !pool.stopping) {
-            struct timespec until;
+    while (!atomic_load(&pool.stopping)) {
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += IDLE_EXIT_S;
-            pool.idle++;
-            int rc = pthread_cond_timedwait(&pool.work, &pool.mu, &until);
-            pool.idle--;
-            if (rc == ETIMEDOUT && pool.qlen == 0 && pool.idle >= IDLE_KEEP)
-                goto exit;
-        }
-        if (pool.qlen == 0)                   /* stopping, nothing queued */
-            goto exit;
-        int fd = pool.queue[pool.qhead];
-        pool.qhead = (pool.qhead + 1) % pool.qcap;
-        pool.qlen--;
-        if (pool.stopping || buf == NULL) {
-            close(fd);
+        if (fd < 0) {
+            if (atomic_load(&pool.stopping) || errno == EINVAL || errno == EBADF)
+                break;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                if (sg_log_ratelimit(&warned_accept, 60))
+                    sg_log(LOG_ERR, "milter: accept: %s", strerror(errno));
+                usleep(100000);
+            }
             continue;
         }
-        pool.active++;
-        pthread_mutex_unlock(&pool.mu);
-        session_run(fd, &buf, &cap);
-        pthread_mutex_lock(&pool.mu);
-        pool.active--;
-        if (pool.active == 0)
-            pthread_cond_broadcast(&pool.done);
+        atomic_fetch_add(&pool.active, 1);
+        idle = false;
+        if (atomic_fetch_sub(&pool.idle, 1) == 1)
+            start_worker();               /* we were the last one accepting */
+        session_run(sl, fd, &buf, &cap);
+        atomic_fetch_sub(&pool.active, 1);
+        if (atomic_load(&pool.idle) >= IDLE_KEEP)
+            break;                        /* enough others are accepting */
+        atomic_fetch_add(&pool.idle, 1);
+        idle = true;
     }
-exit:
-    pool.workers--;
-    pthread_cond_broadcast(&pool.done);
+    if (idle)
+        atomic_fetch_sub(&pool.idle, 1);
+    pthread_mutex_lock(&pool.mu);
+    for (pp = &pool.slots; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == sl) {
+            *pp = sl->next;
+            break;
+        }
+    }
     pthread_mutex_unlock(&pool.mu);
+    pthread_mutex_destroy(&sl->mu);
+    free(sl);
     free(buf);
+    atomic_fetch_sub(&pool.workers, 1);
     return NULL;
 }
 
-/* Queue an accepted connection; start a worker if none is idle. */
-static void dispatch(int fd)
+static bool start_worker(void)
 {
-    pthread_mutex_lock(&pool.mu);
-    if (pool.qlen == pool.qcap) {
-        size_t ncap = pool.qcap ? pool.qcap * 2 : 64;
-        int *n = malloc(ncap * sizeof(*n));
-        if (n == NULL) {
-            pthread_mutex_unlock(&pool.mu);
-            close(fd);
-            return;
-        }
-        for (size_t i = 0; i < pool.qlen; i++)
-            n[i] = pool.queue[(pool.qhead + i) % pool.qcap];
-        free(pool.queue);
-        pool.queue = n;
-        pool.qhead = 0;
-        pool.qcap = ncap;
-    }
-    pool.queue[(pool.qhead + pool.qlen) % pool.qcap] = fd;
-    pool.qlen++;
-    if (pool.idle >= pool.qlen) {
-        pthread_cond_signal(&pool.work);
-    } else {
-        pthread_t t;
-        pthread_attr_t a;
+    struct slot *sl = calloc(1, sizeof(*sl));
+    pthread_attr_t a;
+    pthread_t t;
+    int rc;
 
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &a, worker, NULL) == 0) {
-            pool.workers++;
-        } else if (pool.workers == 0) {
-            /* nobody to serve it: close, the MTA tempfails */
-            pool.qlen--;
-            close(fd);
-            if (sg_log_ratelimit(&warned_thread, 60))
-                sg_log(LOG_ERR, "milter: cannot start a worker thread: connection refused");
+    if (sl == NULL)
+        return false;
+    pthread_mutex_init(&sl->mu, NULL);
+    sl->fd = -1;
+    pthread_mutex_lock(&pool.mu);
+    sl->next = pool.slots;
+    pool.slots = sl;
+    pthread_mutex_unlock(&pool.mu);
+    atomic_fetch_add(&pool.idle, 1);
+    atomic_fetch_add(&pool.workers, 1);
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&t, &a, worker, sl);
+    pthread_attr_destroy(&a);
+    if (rc == 0)
+        return true;
+    atomic_fetch_sub(&pool.idle, 1);
+    atomic_fetch_sub(&pool.workers, 1);
+    pthread_mutex_lock(&pool.mu);
+    for (struct slot **pp = &pool.slots; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == sl) {
+            *pp = sl->next;
+            break;
         }
-        pthread_attr_destroy(&a);
     }
     pthread_mutex_unlock(&pool.mu);
+    pthread_mutex_destroy(&sl->mu);
+    free(sl);
+    if (sg_log_ratelimit(&warned_thread, 60))
+        sg_log(LOG_ERR, "milter: cannot start a worker thread: %s", strerror(rc));
+    return false;
 }
 
 void sg_mproto_stop(void)
@@ -871,44 +881,22 @@ void sg_mproto_stop(void)
 
 int sg_mproto_run(const struct sg_mp_handlers *h, int io_timeout_s)
 {
-    struct pollfd p[2];
-    int busy;
+    char c;
+    unsigned busy = 0;
 
     H = h;
     if (io_timeout_s > 0)
         io_timeout = io_timeout_s;
-    if (listen_fd < 0)
+    if (listen_fd < 0 || !start_worker())
         return -1;
-    p[0] = (struct pollfd){ .fd = listen_fd, .events = POLLIN };
-    p[1] = (struct pollfd){ .fd = stop_pipe[0], .events = POLLIN };
-    for (;;) {
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            sg_log(LOG_ERR, "milter: poll: %s", strerror(errno));
-            break;
-        }
-        if (p[1].revents)
-            break;
-        if (!(p[0].revents & POLLIN))
-            continue;
-        int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                if (sg_log_ratelimit(&warned_accept, 60))
-                    sg_log(LOG_ERR, "milter: accept: %s", strerror(errno));
-                usleep(100000);
-            }
-            continue;
-        }
-        dispatch(fd);
-    }
+    while (read(stop_pipe[0], &c, 1) < 0 && errno == EINTR)
+        ;
 
-    /* stop: no new connection; a connection waiting for the MTA is ended
-     * (the MTA retries the message later), one inside a decision answers
-     * first. */
-    close(listen_fd);
-    listen_fd = -1;
+    /* stop: no new connection (accept() fails at once after shutdown); a
+     * connection waiting for the MTA is ended (the MTA retries the message
+     * later), one inside a decision answers first. */
+    atomic_store(&pool.stopping, true);
+    shutdown(listen_fd, SHUT_RDWR);
     if (unix_path[0]) {
         struct stat st;
         if (stat(unix_path, &st) == 0 && st.st_ino == unix_st.st_ino &&
@@ -916,22 +904,25 @@ int sg_mproto_run(const struct sg_mp_handlers *h, int io_timeout_s)
             unlink(unix_path);
     }
     pthread_mutex_lock(&pool.mu);
-    pool.stopping = true;
-    for (sg_msess_t *s = pool.sessions; s; s = s->next)
-        shutdown(s->fd, SHUT_RD);
-    pthread_cond_broadcast(&pool.work);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += STOP_WAIT_S;
-    while ((pool.active > 0 || pool.workers > 0) &&
-           pthread_cond_timedwait(&pool.done, &pool.mu, &until) == 0)
-        ;
-    busy = (int)pool.active;
+    for (struct slot *sl = pool.slots; sl != NULL; sl = sl->next) {
+        pthread_mutex_lock(&sl->mu);
+        if (sl->fd >= 0)
+            shutdown(sl->fd, SHUT_RD);
+        pthread_mutex_unlock(&sl->mu);
+    }
     pthread_mutex_unlock(&pool.mu);
-    if (busy > 0) {
-        sg_log(LOG_WARNING, "milter: %d connections still busy after %d s: exiting anyway",
+    for (int i = 0; i < STOP_WAIT_S * 100; i++) {
+        if (atomic_load(&pool.workers) == 0)
+            break;
+        usleep(10000);
+    }
+    busy = atomic_load(&pool.active);
+    if (atomic_load(&pool.workers) > 0 && busy > 0) {
+        sg_log(LOG_WARNING, "milter: %u connections still busy after %d s: exiting anyway",
                busy, STOP_WAIT_S);
         return 1;
     }
+    close(listen_fd);
+    listen_fd = -1;
     return 0;
 }

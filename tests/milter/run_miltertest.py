@@ -450,7 +450,7 @@ def case_engine(binary, scratch):
     the same one byte by byte give the same decision; "{i}" and "i" are one
     macro; a connection reused after QUIT_NC; an oversized or unknown packet
     closes that connection only; SIGTERM with connections open stops at
-    once."""
+    once; idle workers beyond 8 exit after a burst."""
     r = Run(binary, scratch, one_limit_config(100000, "tempfail")).start()
 
     # 1. one write; 2. one byte per write
@@ -505,7 +505,20 @@ def case_engine(binary, scratch):
         check(r.sg.alive(), f"sendguard died after: {what}")
     check(any("protocol error" in ln for ln in r.sg.log_lines()), "no protocol error logged")
 
-    # 5. still deciding, then SIGTERM with two idle connections open
+    # 5. a burst of 30 connections gets 30 workers; afterwards at most 8 idle stay
+    def threads():
+        return len(os.listdir(f"/proc/{r.sg.pid}/task"))
+    base = threads()
+    burst = [r.client() for _ in range(30)]
+    for x in burst:
+        x.negotiate()
+    busy = threads()
+    check(busy >= base + 29, f"30 open connections, threads {base} -> {busy}")
+    for x in burst:
+        x.quit()
+    h.wait_until(lambda: threads() <= base + 8, 10, "idle workers beyond 8 to exit")
+
+    # 6. still deciding, then SIGTERM with two idle connections open
     c = r.client()
     c.negotiate()
     c.sock.sendall(_session_bytes("ENG5", "<eng@example.com>"))
