@@ -512,8 +512,7 @@ def case_engine(binary, scratch):
     burst = [r.client() for _ in range(30)]
     for x in burst:
         x.negotiate()
-    busy = threads()
-    check(busy >= base + 29, f"30 open connections, threads {base} -> {busy}")
+    h.wait_until(lambda: threads() >= base + 29, 10, f"30 workers for 30 connections (from {base} threads)")
     for x in burst:
         x.quit()
     h.wait_until(lambda: threads() <= base + 8, 10, "idle workers beyond 8 to exit")
