@@ -789,6 +789,8 @@ static void *worker(void *arg)
     unsigned char *buf = NULL;            /* read buffer, kept between connections */
     bool idle = true;                     /* counted in pool.idle */
 
+    pthread_setname_np(pthread_self(), "sg-milter");  /* top -H, ps -L */
+
     while (!atomic_load(&pool.stopping)) {
         int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
