@@ -526,7 +526,7 @@ static bool do_args(sg_msess_t *s, unsigned char cmd, char *d, size_t n)
     enum sg_mp_reply r = SG_MP_CONTINUE;
     bool ok;
 
-    if (n > 64) {                             /* more strings than fit in small? */
+    if (n >= (size_t)max) {                   /* more strings than fit in small? */
         size_t nul = 0;
         for (size_t i = 0; i < n; i++)
             nul += d[i] == '\0';
