@@ -7,8 +7,10 @@
  * evidence and reads the account's lockdown flag, with the time taken
  * from redis TIME. Nothing is read-modify-written from C.
  *
- * Connections: a small pool of hiredis contexts guarded by a mutex; a
- * context is used by one thread at a time and discarded after any
+ * Connections: a pool of at most store.redis.pool_size hiredis contexts
+ * guarded by a mutex (a burst of decisions waits for one rather than
+ * opening more); a context is used by one thread at a time and discarded
+ * after any
  * transport error (and the whole pool with it: the server is probably
  * gone). With Sentinel, the master's address comes from the sentinels and
  * is asked again after a transport error or a READONLY reply. A circuit
@@ -78,9 +80,11 @@ struct sg_store_redis {
     char sha[41];                 /* of the script, for EVALSHA */
 
     pthread_mutex_t mu;           /* guards everything below */
+    pthread_cond_t freed;         /* a context came back, or one fewer exists */
     redisContext **idle;
     unsigned *idle_gen;
     size_t nidle;
+    size_t nbusy;                 /* contexts out of the pool or being connected */
     unsigned gen;                 /* bumped on a transport error: older contexts are dropped */
     char mhost[256];              /* sentinel mode: the master, when known */
     int mport;
@@ -643,26 +647,56 @@ static void sentinel_recheck(struct sg_store_redis *r)
         sg_log(LOG_NOTICE, "redis: sentinel master %s moved to %s:%d", r->master_name, host, port);
 }
 
+/* A context: an idle one, else a new one while fewer than pool_max are out,
+ * else wait for one to come back (at most the command timeout: then the
+ * store counts as failing for this message). Never more than pool_max
+ * connections: a burst of decisions queues here instead of opening (and
+ * closing) a connection each. */
 static int conn_get(struct sg_store_redis *r, struct conn *cn, char *err, size_t errlen)
 {
     redisContext *stale[16];
     size_t nstale = 0;
+    struct timespec until;
+    bool waited = false;
 
     sentinel_recheck(r);
 
     cn->c = NULL;
+    cn->gen = 0;
     pthread_mutex_lock(&r->mu);
-    while (r->nidle > 0 && cn->c == NULL) {
-        r->nidle--;
-        if (r->idle_gen[r->nidle] == r->gen) {
-            cn->c = r->idle[r->nidle];
-            cn->gen = r->gen;
-        } else if (nstale < 16) {
-            stale[nstale++] = r->idle[r->nidle];
-        } else {
-            redisFree(r->idle[r->nidle]);
+    for (;;) {
+        while (r->nidle > 0 && cn->c == NULL) {
+            r->nidle--;
+            if (r->idle_gen[r->nidle] == r->gen) {
+                cn->c = r->idle[r->nidle];
+                cn->gen = r->gen;
+            } else if (nstale < 16) {
+                stale[nstale++] = r->idle[r->nidle];
+            } else {
+                redisFree(r->idle[r->nidle]);
+            }
+        }
+        if (cn->c != NULL || r->nbusy < r->pool_max)
+            break;
+        if (!waited) {
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += r->command_ms / 1000;
+            until.tv_nsec += (long)(r->command_ms % 1000) * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            waited = true;
+        }
+        if (pthread_cond_timedwait(&r->freed, &r->mu, &until) != 0) {
+            pthread_mutex_unlock(&r->mu);
+            while (nstale > 0)
+                redisFree(stale[--nstale]);
+            snprintf(err, errlen, "all %zu connections busy for %d ms", r->pool_max, r->command_ms);
+            return -1;
         }
     }
+    r->nbusy++;
     pthread_mutex_unlock(&r->mu);
     while (nstale > 0)
         redisFree(stale[--nstale]);
@@ -672,18 +706,27 @@ static int conn_get(struct sg_store_redis *r, struct conn *cn, char *err, size_t
     }
     cn->reused = false;
     cn->c = connect_new(r, &cn->gen, err, errlen);
-    return cn->c != NULL ? 0 : -1;
+    if (cn->c == NULL) {
+        pthread_mutex_lock(&r->mu);
+        r->nbusy--;
+        pthread_cond_signal(&r->freed);
+        pthread_mutex_unlock(&r->mu);
+        return -1;
+    }
+    return 0;
 }
 
 static void conn_put(struct sg_store_redis *r, struct conn *cn)
 {
     pthread_mutex_lock(&r->mu);
+    r->nbusy--;
     if (cn->gen == r->gen && r->nidle < r->pool_max) {
         r->idle[r->nidle] = cn->c;
         r->idle_gen[r->nidle] = cn->gen;
         r->nidle++;
         cn->c = NULL;
     }
+    pthread_cond_signal(&r->freed);
     pthread_mutex_unlock(&r->mu);
     if (cn->c != NULL)
         redisFree(cn->c);
@@ -695,10 +738,12 @@ static void conn_put(struct sg_store_redis *r, struct conn *cn)
 static void conn_drop(struct sg_store_redis *r, struct conn *cn)
 {
     pthread_mutex_lock(&r->mu);
+    r->nbusy--;
     if (cn->gen == r->gen) {
         r->gen++;
         r->mknown = false;
     }
+    pthread_cond_signal(&r->freed);
     pthread_mutex_unlock(&r->mu);
     redisFree(cn->c);
     cn->c = NULL;
@@ -829,6 +874,7 @@ struct sg_store_redis *sg_store_redis_open(const struct sg_redis_settings *rs,
         return NULL;
     }
     pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->freed, NULL);
     r->test_now = -1;
     r->backoff = BREAKER_MIN_MS;
     if (strchr(prefix, '{') != NULL || strchr(prefix, '}') != NULL) {
@@ -907,6 +953,7 @@ void sg_store_redis_close(struct sg_store_redis *r)
     }
     free(r->prefix);
     free(r->master_name);
+    pthread_cond_destroy(&r->freed);
     pthread_mutex_destroy(&r->mu);
     free(r);
 }
