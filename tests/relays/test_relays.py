@@ -12,7 +12,8 @@ its decision line (and with Redis' own record of the message).
 Cases (one ctest entry each, relays_<name>):
   alternating       cap N, 3N messages alternating between the relays:
                     exactly N accepted in total, the rest 451 4.7.1
-  commandstats      M accepted messages = M EVALSHA, nothing else per message
+  commandstats      M accepted messages = M EVALSHA, nothing else per message;
+                    32 parallel senders open at most pool_size (2) connections a relay
   redis_killed      SIGKILL redis mid-run (on_error accept, then tempfail):
                     no crash, no hang, the fail mode on every message during
                     the outage, store=redis again after the restart
@@ -574,11 +575,13 @@ class Relays(h.ScratchTestCase):
     def test_commandstats(self):
         """M accepted messages over both relays cost exactly M successful
         EVALSHA in Redis, plus one NOSCRIPT + SCRIPT LOAD (fresh server), and
-        no other command whose count grows with M."""
+        no other command whose count grows with M; 32 parallel senders
+        make each relay open at most its pool_size (2 here) connections."""
         M = 200
         redis = self.start_redis()
         relays = self.start_relays([h.limit("hourly", "1h", 100000, "tempfail", recipients=1000000)],
-                                   redis_store(redis.port))
+                                   redis_store(redis.port, pool_size=2,
+                                               command_timeout_ms=2000))
         redis.command("CONFIG", "RESETSTAT")
         mon = Monitor(redis)
         qid = QidSource("CS")
@@ -592,7 +595,13 @@ class Relays(h.ScratchTestCase):
             rl = relays[i % 2]
             rc = [f"r{rnd.randrange(50)}@example.net" for _ in range(rnd.randint(1, 4))]
             jobs.append(lambda rl=rl, rc=rc: send_one(rl, "stats@example.com", rc, qid()))
-        sent += parallel(jobs, 8)
+        conns0 = int(info(redis, "stats")["total_connections_received"])
+        sent += parallel(jobs, 32)
+        # 32 senders, 16 a relay, and a pool of 2 each: a burst waits for a
+        # pooled connection instead of opening (and closing) more
+        conns = int(info(redis, "stats")["total_connections_received"]) - conns0 - 1
+        self.assertLessEqual(conns, 2 * 2, f"{conns} Redis connections opened by two relays "
+                                           f"with pool_size 2 during {M - 2} messages")
         self.assert_answers(sent)
         self.assertEqual([s.verdict for s in sent].count("accept"), M,
                          [s for s in sent if s.verdict != "accept"][:5])
