@@ -21,6 +21,9 @@
 -- accepted in [a, t*] lies in buckets that were counted.
 -- Distinct recipients: a ZSET member = recipient hash (hex), score = last
 -- seen; members with score < t-T are gone; check zcard + new <= cap.
+-- Window hash: "m|r|b<k>" -> units of bucket k, and running totals "lo",
+-- "tm", "tr", "tb", "hi" (see TOTALS); its expiry moves only when a newer
+-- bucket is charged (see window_commit).
 --
 -- decide: KEYS
 --   1 state  2 meta  3 ev:ip  4 ev:ipfirst  5 ev:mua  6 ev:muafirst
@@ -35,7 +38,10 @@
 --   16 cost messages  17 cost recipients  18 cost bytes
 --   19 L limits  20 H recipient hashes  21 D recipient domains
 --   then L x (window_ms, cap_msg, cap_rcpt, cap_bytes, cap_distinct, warn_at)
---   then H hashes (hex), then D domains
+--   then H hashes (hex), then D domains, then the members of the "recent"
+--   record but t, action and charged, as JSON text: "qid":..,"ip":..,
+--   "identity":..,"rcpts":..,"size":..,"msgid":..,"mailer":..,"relay":..
+--   (the values above, ip and mailer "(none)" when empty)
 -- decide returns {status 0 ok|1 over, limit (0-based), unit (0-based),
 --   used, cap, retry_after_ms, warn_mask, lockdown 0|1, now}
 --
@@ -66,8 +72,9 @@ end
 
 -- The window hash also keeps running totals beside its buckets: "lo" (the
 -- oldest bucket the totals include) and "tm", "tr", "tb" (per unit), so a
--- decision reads four fields instead of every bucket.
-local TOTALS = { lo = true, tm = true, tr = true, tb = true }
+-- decision reads a few fields instead of every bucket; and "hi", the
+-- newest bucket charged, which tells when the expiry must move.
+local TOTALS = { lo = true, tm = true, tr = true, tb = true, hi = true }
 
 -- Sum per unit of the buckets still counting at now (index >= lo), the
 -- bucket indices seen, and the stale fields to delete.
@@ -98,14 +105,18 @@ end
 -- The usage of a window at bucket lo, from its running totals: buckets
 -- that left the window since the last decision are subtracted and deleted
 -- (usually none or one). First use, or idle for longer than the window:
--- counted from the buckets. Leaves "lo" and the totals consistent.
-local function window_totals(key, lo, ttl)
-    local h = redis.call('HMGET', key, 'lo', 'tm', 'tr', 'tb')
+-- counted from the buckets. Fills ws: sum (usage per unit), hi, and moved
+-- (lo and the totals changed: window_commit writes them, charged or not,
+-- which leaves them consistent with the buckets again).
+local function window_totals(key, lo, ws)
+    local h = redis.call('HMGET', key, 'lo', 'tm', 'tr', 'tb', 'hi')
     local old = tonumber(h[1])
-    local sum
+    ws.hi = tonumber(h[5])
     if old ~= nil and lo <= old then
-        return { tonumber(h[2]) or 0, tonumber(h[3]) or 0, tonumber(h[4]) or 0 }
+        ws.sum = { tonumber(h[2]) or 0, tonumber(h[3]) or 0, tonumber(h[4]) or 0 }
+        return
     end
+    local sum
     if old ~= nil and lo - old <= B + 1 then
         sum = { tonumber(h[2]) or 0, tonumber(h[3]) or 0, tonumber(h[4]) or 0 }
         local gone = {}
@@ -126,9 +137,56 @@ local function window_totals(key, lo, ttl)
         sum = counted
         if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
     end
-    redis.call('HSET', key, 'lo', I(lo), 'tm', I(sum[1]), 'tr', I(sum[2]), 'tb', I(sum[3]))
-    redis.call('PEXPIRE', key, I(ttl))
-    return sum
+    ws.sum = sum
+    ws.moved = true
+end
+
+-- After the decision: a charge adds the cost to bucket k (the current one)
+-- and to the totals, in one HSET with "lo" when it moved and "hi" when it
+-- rises; a refusal writes only a moved "lo" and its totals.
+--
+-- Expiry T + w + 1000 ms, set when "hi" rises (or the key has no "hi": new,
+-- or written by an older script), not on every message. Bucket j counts
+-- while t < (j+1)*w + T. Bucket hi was first charged at some t >= hi*w, and
+-- the expiry then set, t + T + w + 1000 >= (hi+1)*w + T + 1000, outlives
+-- every bucket j <= hi, i.e. every bucket in the key: a charge to bucket
+-- k <= hi needs no new expiry; a charge to k > hi sets it again, at a t >=
+-- k*w > the previous setting, so the expiry only ever moves later (even if
+-- the clock steps back). A key with "hi" exists, so it has that expiry.
+-- ws is shared by limits given the same key (never: limit names are
+-- unique), which then behave as they did with one write per limit.
+local function window_commit(kw, ws, lo, k, cost, costs, charged, ttl)
+    local sum = ws.sum
+    if not charged then
+        if ws.moved then
+            redis.call('HSET', kw, 'lo', I(lo), 'tm', I(sum[1]), 'tr', I(sum[2]), 'tb', I(sum[3]))
+            if ws.hi == nil then redis.call('PEXPIRE', kw, I(ttl)) end
+        end
+        return
+    end
+    local ks = I(k)
+    for u = 1, 3 do
+        if cost[u] > 0 then
+            redis.call('HINCRBY', kw, UNITS[u] .. ks, costs[u])
+        end
+    end
+    local tm, tr, tb = I(sum[1] + cost[1]), I(sum[2] + cost[2]), I(sum[3] + cost[3])
+    local rise = ws.hi == nil or k > ws.hi
+    if ws.moved then
+        if rise then
+            redis.call('HSET', kw, 'lo', I(lo), 'tm', tm, 'tr', tr, 'tb', tb, 'hi', ks)
+        else
+            redis.call('HSET', kw, 'lo', I(lo), 'tm', tm, 'tr', tr, 'tb', tb)
+        end
+    elseif rise then
+        redis.call('HSET', kw, 'tm', tm, 'tr', tr, 'tb', tb, 'hi', ks)
+    else
+        redis.call('HSET', kw, 'tm', tm, 'tr', tr, 'tb', tb)
+    end
+    if rise then
+        ws.hi = k
+        redis.call('PEXPIRE', kw, I(ttl))
+    end
 end
 
 -- Time until enough of the oldest buckets stop counting that `need` units
@@ -189,12 +247,16 @@ local function first_seen(key, field, now, ttl)
     end
 end
 
--- LPUSH + LTRIM; a list it creates gets its expiry.
+-- LPUSH + LTRIM (once the list is longer than len); a list it creates gets
+-- its expiry.
 local function capped_push(key, value, len, ttl)
-    if redis.call('LPUSH', key, value) == 1 then
+    local n = redis.call('LPUSH', key, value)
+    if n == 1 then
         redis.call('PEXPIRE', key, ttl)
     end
-    redis.call('LTRIM', key, 0, len - 1)
+    if n > len then
+        redis.call('LTRIM', key, 0, len - 1)
+    end
 end
 
 local function decide()
@@ -207,6 +269,7 @@ local function decide()
     local qid, ip, identity, mailer = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
     local msgid, from_dom, from_mis, relay = ARGV[12], ARGV[13], ARGV[14] == '1', ARGV[15]
     local cost = { tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18]) }
+    local costs = { ARGV[16], ARGV[17], ARGV[18] }     -- the same, as sent (decimal)
     local L, H, D = tonumber(ARGV[19]), tonumber(ARGV[20]), tonumber(ARGV[21])
     local lbase, hbase = 21, 21 + 6 * L
     local dbase = hbase + H
@@ -227,6 +290,7 @@ local function decide()
     local best = { 0, 0, 0, 0 }           -- fullest: limit, unit, used, cap
     local fullest = -1
     local lim = {}
+    local windows = {}
 
     for i = 1, L do
         local a = lbase + (i - 1) * 6
@@ -237,8 +301,14 @@ local function decide()
         local lo = math.floor((now - T) / w)
         local kw = KEYS[10 + 3 * i - 2]
         local kd = KEYS[10 + 3 * i - 1]
-        local sum = window_totals(kw, lo, T + w + 1000)
-        local x = { T = T, w = w, cap = cap, kw = kw, kd = kd,
+        local ws = windows[kw]
+        if ws == nil then
+            ws = {}
+            window_totals(kw, lo, ws)
+            windows[kw] = ws
+        end
+        local sum = ws.sum
+        local x = { T = T, w = w, cap = cap, kw = kw, kd = kd, lo = lo, ws = ws,
                     warn_at = tonumber(ARGV[a + 6]), kwarn = KEYS[10 + 3 * i],
                     used = { sum[1], sum[2], sum[3], 0 },
                     c = { cost[1], cost[2], cost[3], 0 } }
@@ -284,18 +354,11 @@ local function decide()
     -- commit: all limits passed, or strict mode charges refusals too
     local warn_mask = 0
     local charged = over == nil or charge_refused
-    if charged then
-        for i = 1, L do
-            local x = lim[i]
-            local k = I(math.floor(now / x.w))
-            for u = 1, 3 do
-                if cost[u] > 0 then
-                    redis.call('HINCRBY', x.kw, UNITS[u] .. k, I(cost[u]))
-                end
-            end
-            redis.call('HSET', x.kw, 'tm', I(x.used[1] + cost[1]), 'tr', I(x.used[2] + cost[2]),
-                       'tb', I(x.used[3] + cost[3]))
-            redis.call('PEXPIRE', x.kw, I(x.T + x.w + 1000))
+    for i = 1, L do
+        local x = lim[i]
+        window_commit(x.kw, x.ws, x.lo, math.floor(now / x.w), cost, costs, charged,
+                      x.T + x.w + 1000)
+        if charged then
             if x.cap[4] > 0 and #hashes > 0 then
                 local z = {}
                 for j = 1, #hashes do
@@ -355,14 +418,15 @@ local function decide()
         capped_push(KEYS[8], cjson.encode({ t = now, qid = qid, identity = identity,
             from_domain = from_dom, ip = ip }), 100, ttl)
     end
-    capped_push(KEYS[9], cjson.encode({ t = now, qid = qid, ip = ip,
-        identity = identity, rcpts = cost[2], size = cost[3], msgid = msgid,
-        mailer = mailer, relay = relay, action = action, charged = charged }), recent_len, ttl)
+    -- the record's other members come JSON-encoded from the C side
+    capped_push(KEYS[9], '{"t":' .. I(now) .. ',"action":"' .. action .. '","charged":' ..
+        (charged and 'true' or 'false') .. ',' .. ARGV[dbase + D + 1] .. '}', recent_len, ttl)
     local hour = math.floor(now / HOUR)
     local fresh
     if over == nil then
-        fresh = redis.call('HINCRBY', KEYS[10], I(hour) .. ':m', 1) == 1
-        redis.call('HINCRBY', KEYS[10], I(hour) .. ':r', I(cost[2]))
+        local hs = I(hour)
+        fresh = redis.call('HINCRBY', KEYS[10], hs .. ':m', 1) == 1
+        redis.call('HINCRBY', KEYS[10], hs .. ':r', costs[2])
     else
         fresh = redis.call('HINCRBY', KEYS[10], I(hour) .. ':x', 1) == 1
     end

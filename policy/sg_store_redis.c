@@ -20,8 +20,10 @@
  * Keys of an account (P = prefix, H = hex SHA-1 of the account name, so
  * that no byte of the name can break the Cluster hash tag):
  *   P{H}:state                  hash: the block workflow state (30 days)
- *   P{H}:meta                   hash: name, last_ms, from_mismatch
- *   P{H}:w:<limit>:<window_ms>  hash: "m|r|b<bucket>" -> units
+ *   P{H}:meta                   hash: name, last_ms, from_mismatch, ttl_ms
+ *                               (when the evidence expiry was last refreshed)
+ *   P{H}:w:<limit>:<window_ms>  hash: "m|r|b<bucket>" -> units, and the
+ *                               script's running totals lo, tm, tr, tb, hi
  *   P{H}:d:<limit>:<window_ms>  zset: recipient hash -> last seen ms
  *   P{H}:warn:<limit>:<window_ms>  marker: warned this window
  *   P{H}:ev:ip, :ev:ipfirst, :ev:mua, :ev:muafirst, :ev:dom, :ev:fromx,
@@ -322,6 +324,64 @@ static void args_clean(struct args *a, const char *s, size_t max)
     if (p == NULL)
         return;
     args_add(a, p, utf8_clean(p, n + 1, s ? s : "", s ? strlen(s) : 0));
+}
+
+/* '"name":"value"' with the value of argument i, which went through
+ * utf8_clean (valid UTF-8, no control character): only '"' and '\\' need
+ * escaping. An empty value is `none` when given. Writes at most
+ * strlen(name) + 2 * len + 16 bytes (no NUL). */
+static size_t json_member(char *dst, const char *name, const struct args *a, size_t i,
+                          const char *none)
+{
+    const char *v = a->v[i];
+    size_t n = a->len[i], o = (size_t)sprintf(dst, "\"%s\":\"", name);
+
+    if (n == 0 && none != NULL) {
+        v = none;
+        n = strlen(none);
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (v[k] == '"' || v[k] == '\\')
+            dst[o++] = '\\';
+        dst[o++] = v[k];
+    }
+    dst[o++] = '"';
+    return o;
+}
+
+/* Indices in an argument vector of what the "recent" record holds. */
+struct recent_at {
+    size_t qid, ip, identity, mailer, msgid, relay;
+};
+
+/* The members of sg_decide.lua's "recent" record but t, action and charged
+ * (the script adds those), from the arguments already added: the names and
+ * values the script used to cjson.encode itself, as JSON text made here,
+ * which costs Redis nothing. Appended as the script's last argument. */
+static void args_recent(struct args *a, const struct recent_at *at, uint64_t rcpts,
+                        uint64_t size)
+{
+    size_t cap = 256, o = 0;
+    char *p;
+
+    if (a->oom)
+        return;
+    cap += 2 * (a->len[at->qid] + a->len[at->ip] + a->len[at->identity] +
+                a->len[at->mailer] + a->len[at->msgid] + a->len[at->relay]);
+    if ((p = args_alloc(a, cap)) == NULL)
+        return;
+    o += json_member(p + o, "qid", a, at->qid, NULL);
+    p[o++] = ',';
+    o += json_member(p + o, "ip", a, at->ip, "(none)");
+    p[o++] = ',';
+    o += json_member(p + o, "identity", a, at->identity, NULL);
+    o += (size_t)sprintf(p + o, ",\"rcpts\":%" PRIu64 ",\"size\":%" PRIu64 ",", rcpts, size);
+    o += json_member(p + o, "msgid", a, at->msgid, NULL);
+    p[o++] = ',';
+    o += json_member(p + o, "mailer", a, at->mailer, "(none)");
+    p[o++] = ',';
+    o += json_member(p + o, "relay", a, at->relay, NULL);
+    args_add(a, p, o);
 }
 
 /* Key "P{H}:" + suffix (+ name + ":" + window when name is given). */
@@ -1026,6 +1086,7 @@ int sg_store_redis_decide(struct sg_store_redis *r, const char *account,
     };
     struct decide_job j = { .nlimits = nlimits, .out = out };
     struct args *a = &j.a;
+    struct recent_at at;
     char tag[41];
     int rc;
 
@@ -1053,13 +1114,19 @@ int sg_store_redis_decide(struct sg_store_redis *r, const char *account,
     args_u64(a, EV_TTL_MS);
     args_u64(a, RECENT_LEN);
     args_u64(a, EV_MAX_FIELDS);
+    at.qid = a->n;
     args_clean(a, ev->qid, 64);
+    at.ip = a->n;
     args_clean(a, ev->client_ip, 64);
+    at.identity = a->n;
     args_clean(a, ev->identity, EV_STR_MAX);
+    at.mailer = a->n;
     args_clean(a, ev->mailer, EV_STR_MAX);
+    at.msgid = a->n;
     args_clean(a, ev->msgid, EV_STR_MAX);
     args_clean(a, ev->from_header_domain, EV_STR_MAX);
     args_addz(a, ev->from_mismatch ? "1" : "0");
+    at.relay = a->n;
     args_clean(a, ev->relay, EV_STR_MAX);
     args_u64(a, charge->units[SG_UNIT_MESSAGES]);
     args_u64(a, charge->units[SG_UNIT_RECIPIENTS]);
@@ -1080,6 +1147,7 @@ int sg_store_redis_decide(struct sg_store_redis *r, const char *account,
         args_fmt(a, "%016" PRIx64, charge->rcpt_hashes[i]);
     for (size_t i = 0; ev->rcpt_domains && i < ev->nrcpt_domains; i++)
         args_clean(a, ev->rcpt_domains[i], 255);
+    args_recent(a, &at, charge->units[SG_UNIT_RECIPIENTS], charge->units[SG_UNIT_BYTES]);
 
     if (a->oom) {
         args_free(a);

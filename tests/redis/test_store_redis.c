@@ -885,7 +885,7 @@ static void test_evidence_json(void **state)
         { .qid = "Q1", .client_ip = "192.0.2.1", .identity = "jdoe", .mailer = "Thunderbird",
           .msgid = "<1@x>", .rcpt_domains = d1, .nrcpt_domains = 2 },
         { .qid = "Q2", .client_ip = "192.0.2.1", .identity = "jdoe", .mailer = "Thunderbird",
-          .msgid = "<2@x>", .rcpt_domains = d2, .nrcpt_domains = 1 },
+          .msgid = "<2\\@x>", .rcpt_domains = d2, .nrcpt_domains = 1, .relay = "mx/1" },
         { .qid = "Q3", .client_ip = "192.0.2.2", .identity = "bad\xff\x01id",
           .mailer = "PHPMailer \"6\"", .msgid = "<3@x>", .rcpt_domains = d2,
           .nrcpt_domains = 1, .from_mismatch = true, .from_header_domain = "evil.example" },
@@ -939,9 +939,20 @@ static void test_evidence_json(void **state)
     assert_true(json_integer_value(json_object_get(v, "t")) > 1600000000000);
     assert_non_null(json_object_get(v, "ip"));
     assert_non_null(json_object_get(v, "identity"));
+    assert_string_equal(json_string_value(json_object_get(v, "mailer")), "(none)");
+    assert_string_equal(json_string_value(json_object_get(v, "relay")), "");
+    assert_true(json_is_false(json_object_get(v, "charged")));
+    assert_int_equal(json_object_size(v), 11);
     v = json_array_get(recent, 1);
     assert_string_equal(json_string_value(json_object_get(v, "action")), "ok");
     assert_string_equal(json_string_value(json_object_get(v, "identity")), "bad??id");
+    assert_string_equal(json_string_value(json_object_get(v, "mailer")), "PHPMailer \"6\"");
+    assert_string_equal(json_string_value(json_object_get(v, "ip")), "192.0.2.2");
+    assert_string_equal(json_string_value(json_object_get(v, "qid")), "Q3");
+    assert_true(json_is_true(json_object_get(v, "charged")));
+    v = json_array_get(recent, 2);
+    assert_string_equal(json_string_value(json_object_get(v, "msgid")), "<2\\@x>");
+    assert_string_equal(json_string_value(json_object_get(v, "relay")), "mx/1");
     hourly = json_object_get(root, "hourly");
     assert_true(json_object_size(hourly) >= 1);
     json_object_foreach(hourly, key, v) {
@@ -1061,6 +1072,68 @@ static void test_window_change(void **state)
     assert_int_equal(decide(g_st, a, &l1, 1, &c, &res), SG_STORE_OK);
     assert_int_equal(decide(g_st, a, &l1, 1, &c, &res), SG_STORE_OVER);
     assert_int_equal(decide(g_st, a, &l2, 1, &c, &res), SG_STORE_OK);
+}
+
+static long long pttl(const char *key)
+{
+    redisReply *rep = cmd(&g_srv, "PTTL %s", key);
+    long long v = rep != NULL && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -3;
+
+    if (rep != NULL)
+        freeReplyObject(rep);
+    return v;
+}
+
+/* A window key's expiry (T + w + 1000 ms) moves when a newer bucket is
+ * charged, not on every message, and not when the clock steps back. */
+static void test_window_expiry(void **state)
+{
+    struct sg_limit l = lim("exp", 60000, 1000, 0, 0, 0);     /* w = 1000 ms */
+    struct sg_charge c = chg(1, 1, NULL, 0);
+    struct sg_store_redis *st = open_store(g_srv.port, NULL);
+    struct sg_store_result res;
+    const long long ttl = 60000 + 1000 + 1000;
+    unsigned char md[SHA_DIGEST_LENGTH];
+    char a[128], key[200], *o;
+    long long t0, p1, p2, p3, p4;
+    redisReply *rep;
+
+    (void)state;
+    assert_non_null(st);
+    unique(a, sizeof(a), "expiry");
+    SHA1((const unsigned char *)a, strlen(a), md);
+    o = key + sprintf(key, "sgt:{");
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+        o += sprintf(o, "%02x", md[i]);
+    sprintf(o, "}:w:exp:60000");
+    rep = cmd(&g_srv, "TIME");                     /* the server's clock */
+    assert_non_null(rep);
+    t0 = atoll(rep->element[0]->str) * 1000 + atoll(rep->element[1]->str) / 1000;
+    freeReplyObject(rep);
+    t0 -= t0 % 1000;                               /* a bucket's start */
+
+    sg_store_redis_test_set_now(st, t0 + 10);
+    assert_int_equal(sg_store_redis_decide(st, a, &l, 1, &c, NULL, false, &res), 0);
+    assert_int_equal(res.status, SG_STORE_OK);
+    p1 = pttl(key);
+    assert_true(p1 > ttl - 250 && p1 <= ttl);
+    sleep_ms(300);
+    sg_store_redis_test_set_now(st, t0 + 500);    /* the same bucket: left */
+    assert_int_equal(sg_store_redis_decide(st, a, &l, 1, &c, NULL, false, &res), 0);
+    assert_int_equal(res.used, 2);
+    p2 = pttl(key);
+    assert_true(p2 > 0 && p2 < p1 - 200);
+    sg_store_redis_test_set_now(st, t0 + 2000);   /* a newer bucket: moved */
+    assert_int_equal(sg_store_redis_decide(st, a, &l, 1, &c, NULL, false, &res), 0);
+    p3 = pttl(key);
+    assert_true(p3 > ttl - 250 && p3 <= ttl);
+    sleep_ms(300);
+    sg_store_redis_test_set_now(st, t0 - 5000);   /* the clock back: left */
+    assert_int_equal(sg_store_redis_decide(st, a, &l, 1, &c, NULL, false, &res), 0);
+    assert_int_equal(res.status, SG_STORE_OK);
+    p4 = pttl(key);
+    assert_true(p4 > 0 && p4 < p3 - 200);
+    sg_store_redis_close(st);
 }
 
 /* Every key the store writes expires; an account's keys share one tag. */
@@ -1358,6 +1431,7 @@ int main(void)
         cmocka_unit_test(test_reset),
         cmocka_unit_test(test_window_change),
         cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_window_expiry),
         cmocka_unit_test(test_unix_auth_db),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_property_windows),
