@@ -539,7 +539,12 @@ static bool do_args(sg_msess_t *s, unsigned char cmd, char *d, size_t n)
     }
     argc = split_args(d, n, argv, max);
     if (cmd == SMFIC_MAIL) {
-        end_message(s);                       /* a new message (keeps MAIL macros: below) */
+        /* a new message: what is left of an earlier one goes, but not the
+         * MAIL macros, which the MTA sent just before this command */
+        clear_macros(s, SMFIM_ENVRCPT);
+        free(s->replytext);
+        free(s->quarantine);
+        s->replytext = s->quarantine = NULL;
         if (H->mail)
             r = H->mail(s, argv, argc);
         ok = step_reply(s, SMFIP_NR_MAIL, r);
@@ -742,6 +747,21 @@ out:
  * finds IDLE_KEEP others idle exits. */
 static bool start_worker(void);
 
+/* Take a worker's slot off the list and free it. */
+static void slot_free(struct slot *sl)
+{
+    pthread_mutex_lock(&pool.mu);
+    for (struct slot **pp = &pool.slots; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == sl) {
+            *pp = sl->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&pool.mu);
+    pthread_mutex_destroy(&sl->mu);
+    free(sl);
+}
+
 static void session_run(struct slot *sl, int fd, unsigned char **buf, size_t *cap)
 {
     sg_msess_t s = { .fd = fd, .in = *buf, .incap = *cap };
@@ -784,7 +804,7 @@ static void session_run(struct slot *sl, int fd, unsigned char **buf, size_t *ca
 
 static void *worker(void *arg)
 {
-    struct slot *sl = arg, **pp;
+    struct slot *sl = arg;
     size_t cap = 0;
     unsigned char *buf = NULL;            /* read buffer, kept between connections */
     bool idle = true;                     /* counted in pool.idle */
@@ -817,16 +837,7 @@ static void *worker(void *arg)
     }
     if (idle)
         atomic_fetch_sub(&pool.idle, 1);
-    pthread_mutex_lock(&pool.mu);
-    for (pp = &pool.slots; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == sl) {
-            *pp = sl->next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&pool.mu);
-    pthread_mutex_destroy(&sl->mu);
-    free(sl);
+    slot_free(sl);
     free(buf);
     atomic_fetch_sub(&pool.workers, 1);
     return NULL;
@@ -857,16 +868,7 @@ static bool start_worker(void)
         return true;
     atomic_fetch_sub(&pool.idle, 1);
     atomic_fetch_sub(&pool.workers, 1);
-    pthread_mutex_lock(&pool.mu);
-    for (struct slot **pp = &pool.slots; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == sl) {
-            *pp = sl->next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&pool.mu);
-    pthread_mutex_destroy(&sl->mu);
-    free(sl);
+    slot_free(sl);
     if (sg_log_ratelimit(&warned_thread, 60))
         sg_log(LOG_ERR, "milter: cannot start a worker thread: %s", strerror(rc));
     return false;

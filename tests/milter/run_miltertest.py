@@ -429,12 +429,12 @@ def _pkt(cmd, data=b""):
     return struct.pack("!IB", len(data) + 1, ord(cmd)) + data
 
 
-def _session_bytes(qid, sender, ip="192.0.2.9", quit=True):
+def _session_bytes(qid, sender, ip="192.0.2.9", login=""):
     """A whole SMTP session as Postfix writes it to a milter whose steps are
     all "no reply" (after negotiation): CONNECT, MAIL, RCPT, headers, EOM."""
     out = _pkt("D", b"C" + b"j\0mx.example\0")
     out += _pkt("C", b"client.example\0" + b"4" + struct.pack("!H", 2525) + ip.encode() + b"\0")
-    out += _pkt("D", b"M" + b"{i}\0" + qid.encode() + b"\0{auth_authen}\0\0")
+    out += _pkt("D", b"M" + b"{i}\0" + qid.encode() + b"\0{auth_authen}\0" + login.encode() + b"\0")
     out += _pkt("M", sender.encode() + b"\0SIZE=100\0")
     out += _pkt("R", b"<r1@example.net>\0") + _pkt("R", b"<r2@example.org>\0")
     out += _pkt("L", b"From\0" + sender.encode() + b"\0") + _pkt("L", b"X-Mailer\0engine-test\0")
@@ -453,13 +453,13 @@ def case_engine(binary, scratch):
     once; idle workers beyond 8 exit after a burst."""
     r = Run(binary, scratch, one_limit_config(100000, "tempfail")).start()
 
-    # 1. one write; 2. one byte per write
+    # 1. one write; 2. one byte per write (with a SASL login: the identity)
     for qid, slow in (("ENG1", False), ("ENG2", True)):
         c = r.client()
         c.negotiate()
         check(c.steps & mc.SMFIP["NR_MAIL"] and c.steps & mc.SMFIP["NR_RCPT"],
               "MAIL/RCPT should be no-reply steps")
-        data = _session_bytes(qid, "<eng@example.com>")
+        data = _session_bytes(qid, "<eng@example.com>", login="jdoe" if slow else "")
         if slow:
             for i in range(len(data)):
                 c.sock.sendall(data[i:i + 1])
@@ -470,6 +470,8 @@ def case_engine(binary, scratch):
         c.quit()
     d = r.decisions(2)
     check([x.get("qid") for x in d] == ["ENG1", "ENG2"], [x["_line"] for x in d])
+    check([x.get("identity") for x in d] == ["<eng@example.com>", "<jdoe>"],
+          f"identity from the envelope, then from {{auth_authen}}: {[x['_line'] for x in d]}")
     check(all(x.get("ip") == "192.0.2.9" and x.get("rcpts") == "2" for x in d), [x["_line"] for x in d])
 
     # 3. QUIT_NC: the same socket carries a second SMTP connection
