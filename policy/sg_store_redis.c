@@ -707,9 +707,16 @@ static void sentinel_recheck(struct sg_store_redis *r)
         sg_log(LOG_NOTICE, "redis: sentinel master %s moved to %s:%d", r->master_name, host, port);
 }
 
+/* How long a decision waits for a pooled connection. Not the command
+ * timeout: on a saturated relay a thread holding a connection can wait
+ * that long just to be scheduled again (100 SMTP sessions on 2 CPUs: over
+ * 200 ms), and that is queueing, not a Redis failure. A Redis that stops
+ * answering frees the connections within the command timeout anyway. */
+#define POOL_WAIT_MS 5000
+
 /* A context: an idle one, else a new one while fewer than pool_max are out,
- * else wait for one to come back (at most the command timeout: then the
- * store counts as failing for this message). Never more than pool_max
+ * else wait for one to come back (at most POOL_WAIT_MS: then the store
+ * counts as failing for this message). Never more than pool_max
  * connections: a burst of decisions queues here instead of opening (and
  * closing) a connection each. */
 static int conn_get(struct sg_store_redis *r, struct conn *cn, char *err, size_t errlen)
@@ -740,8 +747,8 @@ static int conn_get(struct sg_store_redis *r, struct conn *cn, char *err, size_t
             break;
         if (!waited) {
             clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += r->command_ms / 1000;
-            until.tv_nsec += (long)(r->command_ms % 1000) * 1000000L;
+            until.tv_sec += POOL_WAIT_MS / 1000;
+            until.tv_nsec += (long)(POOL_WAIT_MS % 1000) * 1000000L;
             if (until.tv_nsec >= 1000000000L) {
                 until.tv_sec++;
                 until.tv_nsec -= 1000000000L;
@@ -752,7 +759,7 @@ static int conn_get(struct sg_store_redis *r, struct conn *cn, char *err, size_t
             pthread_mutex_unlock(&r->mu);
             while (nstale > 0)
                 redisFree(stale[--nstale]);
-            snprintf(err, errlen, "all %zu connections busy for %d ms", r->pool_max, r->command_ms);
+            snprintf(err, errlen, "all %zu connections busy for %d ms", r->pool_max, POOL_WAIT_MS);
             return -1;
         }
     }
