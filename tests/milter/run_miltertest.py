@@ -292,6 +292,12 @@ def case_hostile(binary, scratch):
     check(big and big[0].get("rcpts") == "1000", f"1,000 recipients counted: {big}")
     nomac = [x for x in d if x.get("ip") == "198.51.100.9"]
     check(nomac and nomac[0].get("qid") == "-", f"missing {{i}} logged as qid=-: {nomac}")
+    # {auth_authen} through miltertest (the MTA side of Sendmail's own
+    # libmilter): the login is the identity, its CR/LF escaped
+    h8 = [x for x in d if x.get("qid") == "H8"]
+    h.log(f"H8: {h8[0]['_line'] if h8 else None}")
+    check(h8 and h8[0].get("identity", "").startswith("<jdoe\\x0d\\x0a"),
+          f"identity of H8 should be its {{auth_authen}}: {h8}")
     r.finish()
 
 
