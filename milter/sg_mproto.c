@@ -339,18 +339,20 @@ int sg_mproto_quarantine(sg_msess_t *s, const char *reason)
 
 /* --- output -------------------------------------------------------------- */
 
-static bool out_reserve(sg_msess_t *s, size_t more)
+/* Make *buf (capacity *cap) hold at least `need` bytes, doubling. */
+static bool grow(unsigned char **buf, size_t *cap, size_t need)
 {
-    if (s->outlen + more <= s->outcap)
+    size_t ncap = *cap ? *cap : 256;
+    unsigned char *n;
+
+    if (need <= *cap)
         return true;
-    size_t ncap = s->outcap ? s->outcap : 256;
-    while (ncap < s->outlen + more)
+    while (ncap < need)
         ncap *= 2;
-    unsigned char *n = realloc(s->out, ncap);
-    if (n == NULL)
+    if ((n = realloc(*buf, ncap)) == NULL)
         return false;
-    s->out = n;
-    s->outcap = ncap;
+    *buf = n;
+    *cap = ncap;
     return true;
 }
 
@@ -359,7 +361,7 @@ static bool put(sg_msess_t *s, unsigned char cmd, const void *data, size_t len)
 {
     uint32_t n = htonl((uint32_t)(len + 1));
 
-    if (!out_reserve(s, 5 + len))
+    if (!grow(&s->out, &s->outcap, s->outlen + 5 + len))
         return false;
     memcpy(s->out + s->outlen, &n, 4);
     s->out[s->outlen + 4] = cmd;
@@ -437,9 +439,11 @@ static bool step_reply(sg_msess_t *s, uint32_t nr_flag, enum sg_mp_reply r)
 
 /* --- packets ------------------------------------------------------------- */
 
-static void end_message(sg_msess_t *s)
+/* Forget a message: its macros from stage `from` on and its pending
+ * answers. */
+static void end_message(sg_msess_t *s, int from)
 {
-    clear_macros(s, SMFIM_ENVFROM);
+    clear_macros(s, from);
     free(s->replytext);
     free(s->quarantine);
     s->replytext = s->quarantine = NULL;
@@ -541,10 +545,7 @@ static bool do_args(sg_msess_t *s, unsigned char cmd, char *d, size_t n)
     if (cmd == SMFIC_MAIL) {
         /* a new message: what is left of an earlier one goes, but not the
          * MAIL macros, which the MTA sent just before this command */
-        clear_macros(s, SMFIM_ENVRCPT);
-        free(s->replytext);
-        free(s->quarantine);
-        s->replytext = s->quarantine = NULL;
+        end_message(s, SMFIM_ENVRCPT);
         if (H->mail)
             r = H->mail(s, argv, argc);
         ok = step_reply(s, SMFIP_NR_MAIL, r);
@@ -572,7 +573,7 @@ static bool do_eom(sg_msess_t *s, const unsigned char *d, size_t n)
         ok = put(s, SMFIR_REPLYCODE, s->replytext, strlen(s->replytext) + 1);
     else if (ok)
         ok = answer(s, r);
-    end_message(s);
+    end_message(s, SMFIM_ENVFROM);
     return ok;
 }
 
@@ -631,7 +632,7 @@ static bool handle(sg_msess_t *s, unsigned char cmd, unsigned char *d, size_t n,
     case SMFIC_ABORT:
         if (H->abort)
             H->abort(s);
-        end_message(s);
+        end_message(s, SMFIM_ENVFROM);
         return true;
     case SMFIC_UNKNOWN:
         return step_reply(s, SMFIP_NR_UNKN, SG_MP_CONTINUE);
@@ -639,8 +640,7 @@ static bool handle(sg_msess_t *s, unsigned char cmd, unsigned char *d, size_t n,
         if (H->close)
             H->close(s);
         s->priv = NULL;
-        end_message(s);
-        clear_macros(s, 0);
+        end_message(s, SMFIM_CONNECT);
         return true;
     case SMFIC_QUIT:
         *quit = true;
@@ -649,22 +649,6 @@ static bool handle(sg_msess_t *s, unsigned char cmd, unsigned char *d, size_t n,
         proto_error("unknown command", cmd);
         return false;
     }
-}
-
-/* Room for `need` more bytes after the unhandled ones, plus the NUL slot. */
-static bool in_reserve(sg_msess_t *s, size_t need)
-{
-    if (s->inlen + need + 1 <= s->incap)
-        return true;
-    size_t ncap = s->incap;
-    while (ncap < s->inlen + need + 1)
-        ncap *= 2;
-    unsigned char *n = realloc(s->in, ncap);
-    if (n == NULL)
-        return false;
-    s->in = n;
-    s->incap = ncap;
-    return true;
 }
 
 static void serve(sg_msess_t *s)
@@ -717,7 +701,8 @@ static void serve(sg_msess_t *s)
             if (4 + (size_t)len > s->inlen)
                 want = 4 + (size_t)len - s->inlen;
         }
-        if (!in_reserve(s, want))
+        /* room after the unhandled bytes, plus the NUL slot */
+        if (!grow(&s->in, &s->incap, s->inlen + want + 1))
             goto out;
         ssize_t got = read(s->fd, s->in + s->inlen, s->incap - s->inlen - 1);
         if (got < 0 && errno == EINTR)
@@ -735,8 +720,7 @@ static void serve(sg_msess_t *s)
 out:
     if (H->close && s->negotiated)
         H->close(s);
-    end_message(s);
-    clear_macros(s, 0);
+    end_message(s, SMFIM_CONNECT);
 }
 
 /* --- the pool ------------------------------------------------------------ */
