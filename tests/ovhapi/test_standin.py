@@ -28,12 +28,8 @@ OFFSET = 3600
 
 
 def _find_vectors():
-    cands = [os.environ.get("OVH_SIGNATURE_VECTORS", "")]
-    d = HERE
-    for _ in range(5):
-        cands.append(os.path.join(d, "shared", "ovh-signature-vectors.tsv"))
-        d = os.path.dirname(d)
-    cands.append("/work/shared/ovh-signature-vectors.tsv")
+    cands = [os.environ.get("OVH_SIGNATURE_VECTORS", ""),
+             os.path.join(HERE, "..", "data", "ovh-signature-vectors.tsv")]
     for c in cands:
         if c and os.path.exists(c):
             return c
