@@ -174,9 +174,10 @@ static const struct sg_limit default_limits[] = {
 #define ACC(f) offsetof(struct sg_account, f)
 
 static const struct key milter_keys[] = {
-    { KEY("socket", K_STR, S(milter_socket)), .sdef = "inet:8890@127.0.0.1",
-      .check = check_socket },
+    { KEY("socket", K_STR, S(milter_socket)),
+      .sdef = "unix:/var/spool/postfix/sendguard/sendguard.sock", .check = check_socket },
     { KEY("socket_mode", K_MODE, S(socket_mode)), .idef = 0660 },
+    { KEY("socket_group", K_STR, S(socket_group)), .check = check_word },  /* default: postfix */
     { KEY("timeout", K_DUR, S(milter_timeout_s)), .dur = D_SEC_INT, .sdef = "7210s",
       .min = SEC, .max = DAY },
     END
@@ -270,7 +271,7 @@ static const struct key alert_keys[] = {
 static const struct key root_keys[] = {
     { KEY("milter", K_GROUP, 0), .sub = milter_keys },
     { KEY("syslog_facility", K_FACILITY, S(syslog_facility)), .sdef = "mail" },
-    { KEY("user", K_STR, S(user)), .check = check_word },
+    { KEY("user", K_STR, S(user)), .sdef = "sendguard", .check = check_word },
     { KEY("pidfile", K_STR, S(pidfile)), .check = check_abs_path },
     { KEY("relay_name", K_STR, S(relay_name)), .check = check_token },  /* default: hostname */
     { KEY("identity", K_GROUP, 0), .sub = identity_keys },

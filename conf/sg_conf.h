@@ -84,9 +84,10 @@ struct sg_settings {
     /* milter */
     const char *milter_socket;    /* "inet:PORT@HOST" or "unix:/path" */
     int socket_mode;              /* unix socket mode, default 0660 */
+    const char *socket_group;     /* group of a unix socket; NULL = "postfix" if it exists */
     int milter_timeout_s;         /* libmilter I/O timeout */
     int syslog_facility;          /* LOG_MAIL by default */
-    const char *user;             /* drop privileges to; NULL = stay */
+    const char *user;             /* run as this user; default "sendguard" ("root": stay) */
     const char *pidfile;          /* NULL */
 
     /* identity */

@@ -1,14 +1,14 @@
 /*
- * sg_milter.c - thin milter handlers: collect what the MTA says about
+ * sg_milter.c - thin libmilter callbacks: collect what the MTA says about
  * a message, hand it to sg_policy at end of message, map the verdict to
- * a milter answer and log one key=value line.
+ * SMFIS_* and log one key=value line.
  *
  * Must not: decide anything itself, block on anything but the store call
  * in eom, or let a byte of the message reach a log line unescaped.
  * Steps the decision does not need are negotiated away, and the ones kept
- * are "no reply" steps, so the MTA never waits on us before end of message
- * (sg_mproto.c sends nothing for those, whatever a handler returns: a
- * failure there is remembered and answered at end of message).
+ * are "no reply" steps (SMFIS_NOREPLY), so the MTA never waits on us
+ * before end of message; a failure on such a step is remembered and
+ * answered at end of message.
  */
 #include "sg_milter.h"
 
@@ -45,10 +45,12 @@ struct msgctx {
 
 struct connctx {
     char ip[INET6_ADDRSTRLEN];
+    unsigned long nr;             /* SMFIP_NR_* steps the MTA agreed to */
     struct msgctx m;
 };
 
 static atomic_ulong n_msgs, n_auth;
+static atomic_int n_deciding;     /* end of message callbacks running */
 static long warned_noqid, warned_noauth, warned_noquarantine;
 
 /* --- helpers ------------------------------------------------------------- */
@@ -92,107 +94,138 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* --- handlers ------------------------------------------------------------ */
+/* --- callbacks ----------------------------------------------------------- */
 
-static struct connctx *conn_get(sg_msess_t *ms)
+/* The answer to a step: none if the MTA agreed to skip the reply. */
+static sfsistat noreply(const struct connctx *c, unsigned long step)
 {
-    struct connctx *c = sg_mproto_getpriv(ms);
+    return (c->nr & step) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
+
+static struct connctx *conn_get(SMFICTX *ctx)
+{
+    struct connctx *c = smfi_getpriv(ctx);
 
     if (c == NULL && (c = calloc(1, sizeof(*c))) != NULL)
-        sg_mproto_setpriv(ms, c);
+        smfi_setpriv(ctx, c);
     return c;
 }
 
-static void h_negotiate(sg_msess_t *ms, struct sg_mp_options *o)
+static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
+                             unsigned long f2, unsigned long f3, unsigned long *pf0,
+                             unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
 {
+    struct connctx *c = conn_get(ctx);
     sg_conf_t *conf = sg_conf_current();
-    uint32_t want = SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOEOH |
-                    SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT |
-                    SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY | SMFIP_NR_DATA |
-                    SMFIP_NR_UNKN;
+    unsigned long want = SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOEOH |
+                         SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT |
+                         SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY | SMFIP_NR_DATA |
+                         SMFIP_NR_UNKN;
 
-    (void)ms;
+    (void)f2;
+    (void)f3;
     if (!config_counts_bytes(conf))
         want |= SMFIP_NOBODY;
+    sg_conf_unref(conf);
     /* Over TCP, answer the DATA step: Postfix writes the envelope, then the
      * headers and end of message, without TCP_NODELAY; with nothing to
      * answer in between, that second write waits for our delayed ACK
-     * (~40 ms a message). A reply at DATA carries the ACK at once. */
+     * (~40 ms a message). A reply at DATA carries the ACK at once. EOH is
+     * then kept too, with no reply: libmilter refuses end of message
+     * straight after an answered DATA when a message has no header. */
     if (sg_rt.tcp)
-        want &= ~(SMFIP_NODATA | SMFIP_NR_DATA);
-    sg_conf_unref(conf);
-    if (!(o->mta_actions & SMFIF_QUARANTINE) && sg_log_ratelimit(&warned_noquarantine, 3600))
+        want &= ~(SMFIP_NODATA | SMFIP_NR_DATA | SMFIP_NOEOH);
+    if (!(f0 & SMFIF_QUARANTINE) && sg_log_ratelimit(&warned_noquarantine, 3600))
         sg_log(LOG_WARNING, "MTA does not offer quarantine: action hold falls back to tempfail");
-    o->actions = SMFIF_QUARANTINE;
-    o->steps = want;              /* the engine keeps what the MTA offered */
-    o->symlist[SMFIM_ENVFROM] = "{auth_authen} i";
-    o->symlist[SMFIM_EOM] = "i";
+    *pf0 = f0 & SMFIF_QUARANTINE;
+    *pf1 = f1 & want;             /* ask only for what the MTA can do */
+    *pf2 = *pf3 = 0;
+    if (c != NULL)
+        c->nr = *pf1;
+    if ((f0 & SMFIF_SETSYMLIST) != 0) {
+        smfi_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen} i");
+        smfi_setsymlist(ctx, SMFIM_EOM, "i");
+    }
+    return SMFIS_CONTINUE;
 }
 
-static enum sg_mp_reply h_connect(sg_msess_t *ms, const char *host, int family, const char *addr)
+static sfsistat cb_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *sa)
 {
-    struct connctx *c = conn_get(ms);
-    unsigned char bin[sizeof(struct in6_addr)];
+    struct connctx *c = conn_get(ctx);
 
     (void)host;
     if (c == NULL)
-        return SG_MP_TEMPFAIL;
-    /* the address is printed in log lines: only a parsed one is kept */
-    if (family == '4' && addr != NULL && inet_pton(AF_INET, addr, bin) == 1)
-        inet_ntop(AF_INET, bin, c->ip, sizeof(c->ip));
-    else if (family == '6' && addr != NULL &&
-             inet_pton(AF_INET6, strncmp(addr, "IPv6:", 5) == 0 ? addr + 5 : addr, bin) == 1)
-        inet_ntop(AF_INET6, bin, c->ip, sizeof(c->ip));
-    else if (family == '4' || family == '6')
-        snprintf(c->ip, sizeof(c->ip), "unknown");
+        return SMFIS_TEMPFAIL;
+    if (sa == NULL)
+        snprintf(c->ip, sizeof(c->ip), "local");
+    else if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)sa)->sin_addr, c->ip, sizeof(c->ip));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)sa)->sin6_addr, c->ip,
+                  sizeof(c->ip));
     else
         snprintf(c->ip, sizeof(c->ip), "local");
-    return SG_MP_CONTINUE;
+    return noreply(c, SMFIP_NR_CONN);
 }
 
-static enum sg_mp_reply h_mail(sg_msess_t *ms, char **argv, int argc)
+static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 {
-    struct connctx *c = conn_get(ms);
+    struct connctx *c = conn_get(ctx);
 
     if (c == NULL)
-        return SG_MP_TEMPFAIL;
+        return SMFIS_TEMPFAIL;
     if (c->ip[0] == '\0')         /* CONNECT negotiated away or never sent */
         snprintf(c->ip, sizeof(c->ip), "unknown");
     msg_reset(&c->m);
     c->m.conf = sg_conf_current();
-    c->m.envfrom = dup_cut(argc > 0 ? argv[0] : "", RCPT_KEEP);
-    c->m.auth = dup_cut(sg_mproto_getsymval(ms, "{auth_authen}"), RCPT_KEEP);
-    c->m.qid = dup_cut(sg_mproto_getsymval(ms, "i"), 64);
+    c->m.envfrom = dup_cut(argv != NULL && argv[0] != NULL ? argv[0] : "", RCPT_KEEP);
+    c->m.auth = dup_cut(smfi_getsymval(ctx, "{auth_authen}"), RCPT_KEEP);
+    c->m.qid = dup_cut(smfi_getsymval(ctx, "i"), 64);
     if (c->m.envfrom == NULL)
         c->m.failed = true;
-    return c->m.failed ? SG_MP_TEMPFAIL : SG_MP_CONTINUE;
+    return noreply(c, SMFIP_NR_MAIL);
 }
 
-static enum sg_mp_reply h_rcpt(sg_msess_t *ms, char **argv, int argc)
+static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
 {
-    struct connctx *c = sg_mproto_getpriv(ms);
+    struct connctx *c = smfi_getpriv(ctx);
     struct msgctx *m;
 
-    if (c == NULL || c->m.conf == NULL)
-        return SG_MP_TEMPFAIL;    /* RCPT before MAIL: EOM will tempfail too */
+    if (c == NULL)
+        return SMFIS_TEMPFAIL;
+    if (c->m.conf == NULL)        /* RCPT before MAIL: end of message tempfails */
+        return noreply(c, SMFIP_NR_RCPT);
     m = &c->m;
     if (m->nrcpts == m->rcap) {
         size_t ncap = m->rcap ? m->rcap * 2 : 8;
         char **n = realloc(m->rcpts, ncap * sizeof(*n));
         if (n == NULL) {
             m->failed = true;
-            return SG_MP_TEMPFAIL;
+            return noreply(c, SMFIP_NR_RCPT);
         }
         m->rcpts = n;
         m->rcap = ncap;
     }
-    m->rcpts[m->nrcpts] = dup_cut(argc > 0 ? argv[0] : "", RCPT_KEEP);
-    if (m->rcpts[m->nrcpts] == NULL) {
+    m->rcpts[m->nrcpts] = dup_cut(argv != NULL && argv[0] != NULL ? argv[0] : "", RCPT_KEEP);
+    if (m->rcpts[m->nrcpts] == NULL)
         m->failed = true;
-        return SG_MP_TEMPFAIL;
-    }
-    m->nrcpts++;
-    return SG_MP_CONTINUE;
+    else
+        m->nrcpts++;
+    return noreply(c, SMFIP_NR_RCPT);
+}
+
+static sfsistat cb_data(SMFICTX *ctx)
+{
+    struct connctx *c = smfi_getpriv(ctx);
+
+    return c != NULL ? noreply(c, SMFIP_NR_DATA) : SMFIS_CONTINUE;
+}
+
+static sfsistat cb_eoh(SMFICTX *ctx)
+{
+    struct connctx *c = smfi_getpriv(ctx);
+
+    return c != NULL ? noreply(c, SMFIP_NR_EOH) : SMFIS_CONTINUE;
 }
 
 static void keep_header(char *dst, const char *v)
@@ -201,12 +234,14 @@ static void keep_header(char *dst, const char *v)
         snprintf(dst, HDR_KEEP, "%s", v);
 }
 
-static enum sg_mp_reply h_header(sg_msess_t *ms, const char *name, const char *value)
+static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
 {
-    struct connctx *c = sg_mproto_getpriv(ms);
+    struct connctx *c = smfi_getpriv(ctx);
 
-    if (c == NULL || c->m.conf == NULL)
-        return SG_MP_CONTINUE;    /* no message: end of message tempfails */
+    if (c == NULL)
+        return SMFIS_TEMPFAIL;
+    if (c->m.conf == NULL || name == NULL || value == NULL)
+        return noreply(c, SMFIP_NR_HDR);    /* no message: end of message tempfails */
     c->m.size += strlen(name) + strlen(value) + 4;    /* "name: value\r\n" */
     if (strcasecmp(name, "From") == 0)
         keep_header(c->m.from, value);
@@ -214,17 +249,19 @@ static enum sg_mp_reply h_header(sg_msess_t *ms, const char *name, const char *v
         keep_header(c->m.msgid, value);
     else if (strcasecmp(name, "X-Mailer") == 0 || strcasecmp(name, "User-Agent") == 0)
         keep_header(c->m.mailer, value);
-    return SG_MP_CONTINUE;
+    return noreply(c, SMFIP_NR_HDR);
 }
 
-static enum sg_mp_reply h_body(sg_msess_t *ms, const unsigned char *chunk, size_t len)
+static sfsistat cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
-    struct connctx *c = sg_mproto_getpriv(ms);
+    struct connctx *c = smfi_getpriv(ctx);
 
     (void)chunk;
-    if (c != NULL && c->m.conf != NULL)
+    if (c == NULL)
+        return SMFIS_TEMPFAIL;
+    if (c->m.conf != NULL)
         c->m.size += len;
-    return SG_MP_CONTINUE;
+    return noreply(c, SMFIP_NR_BODY);
 }
 
 static void log_verdict(const struct msgctx *m, const char *ip, const struct sg_verdict *v,
@@ -264,25 +301,27 @@ static void check_macros(const struct msgctx *m)
                " include {auth_authen}", MACRO_WARN_AFTER);
 }
 
-static enum sg_mp_reply h_eom(sg_msess_t *ms)
+static sfsistat cb_eom(SMFICTX *ctx)
 {
-    struct connctx *c = sg_mproto_getpriv(ms);
+    struct connctx *c = smfi_getpriv(ctx);
     struct sg_request req = { 0 };
     struct sg_verdict v;
     struct msgctx *m;
-    enum sg_mp_reply rc = SG_MP_CONTINUE;
+    sfsistat rc = SMFIS_CONTINUE;
     double t0 = now_ms();
 
     if (c == NULL || c->m.conf == NULL)
-        return SG_MP_TEMPFAIL;    /* end of message without MAIL */
+        return SMFIS_TEMPFAIL;    /* end of message without MAIL */
+    atomic_fetch_add(&n_deciding, 1);
     m = &c->m;
     if (m->failed) {
         sg_log(LOG_ERR, "out of memory while reading a message: tempfail");
         msg_reset(m);
-        return SG_MP_TEMPFAIL;
+        atomic_fetch_sub(&n_deciding, 1);
+        return SMFIS_TEMPFAIL;
     }
     if (m->qid == NULL)
-        m->qid = dup_cut(sg_mproto_getsymval(ms, "i"), 64);
+        m->qid = dup_cut(smfi_getsymval(ctx, "i"), 64);
     check_macros(m);
     req.auth_authen = m->auth;
     req.envfrom = m->envfrom;
@@ -300,16 +339,17 @@ static enum sg_mp_reply h_eom(sg_msess_t *ms)
     switch (v.action) {
     case SG_ACT_TEMPFAIL:
     case SG_ACT_REJECT:
-        if (sg_mproto_setreply(ms, v.smtp_code, v.smtp_xcode, v.reason) != 0)
-            sg_log(LOG_WARNING, "cannot set the SMTP reply: the MTA uses its default text");
-        rc = v.action == SG_ACT_REJECT ? SG_MP_REJECT : SG_MP_TEMPFAIL;
+        if (smfi_setreply(ctx, (char *)v.smtp_code, (char *)v.smtp_xcode,
+                          (char *)v.reason) != MI_SUCCESS)
+            sg_log(LOG_WARNING, "smfi_setreply failed: the MTA uses its default text");
+        rc = v.action == SG_ACT_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
         break;
     case SG_ACT_HOLD:
-        if (sg_mproto_quarantine(ms, v.reason) != 0) {
+        if (smfi_quarantine(ctx, (char *)v.reason) != MI_SUCCESS) {
             sg_log(LOG_ERR, "quarantine refused by the MTA: tempfail instead of hold");
             v.action = SG_ACT_TEMPFAIL;
-            sg_mproto_setreply(ms, "451", "4.7.1", v.reason);
-            rc = SG_MP_TEMPFAIL;
+            smfi_setreply(ctx, "451", "4.7.1", (char *)v.reason);
+            rc = SMFIS_TEMPFAIL;
         }
         break;
     default:
@@ -319,36 +359,53 @@ static enum sg_mp_reply h_eom(sg_msess_t *ms)
         sg_jobs_held(v.account, m->qid);
     log_verdict(m, c->ip, &v, now_ms() - t0);
     msg_reset(m);
+    atomic_fetch_sub(&n_deciding, 1);
     return rc;
 }
 
-static void h_abort(sg_msess_t *ms)
+bool sg_milter_wait_idle(int max_s)
 {
-    struct connctx *c = sg_mproto_getpriv(ms);
+    struct timespec t = { 0, 10 * 1000 * 1000 };
+
+    for (int i = 0; i < max_s * 100 && atomic_load(&n_deciding) > 0; i++)
+        nanosleep(&t, NULL);
+    return atomic_load(&n_deciding) == 0;
+}
+
+static sfsistat cb_abort(SMFICTX *ctx)
+{
+    struct connctx *c = smfi_getpriv(ctx);
 
     if (c != NULL)
         msg_reset(&c->m);
+    return SMFIS_CONTINUE;
 }
 
-static void h_close(sg_msess_t *ms)
+static sfsistat cb_close(SMFICTX *ctx)
 {
-    struct connctx *c = sg_mproto_getpriv(ms);
+    struct connctx *c = smfi_getpriv(ctx);
 
     if (c != NULL) {
         msg_reset(&c->m);
         free(c);
-        sg_mproto_setpriv(ms, NULL);
+        smfi_setpriv(ctx, NULL);
     }
+    return SMFIS_CONTINUE;
 }
 
-const struct sg_mp_handlers sg_milter_handlers = {
-    .negotiate = h_negotiate,
-    .connect = h_connect,
-    .mail = h_mail,
-    .rcpt = h_rcpt,
-    .header = h_header,
-    .body = h_body,
-    .eom = h_eom,
-    .abort = h_abort,
-    .close = h_close,
+struct smfiDesc sg_milter_desc = {
+    .xxfi_name = "sendguard",
+    .xxfi_version = SMFI_VERSION,
+    .xxfi_flags = SMFIF_QUARANTINE | SMFIF_SETSYMLIST,
+    .xxfi_connect = cb_connect,
+    .xxfi_envfrom = cb_envfrom,
+    .xxfi_envrcpt = cb_envrcpt,
+    .xxfi_header = cb_header,
+    .xxfi_eoh = cb_eoh,
+    .xxfi_body = cb_body,
+    .xxfi_eom = cb_eom,
+    .xxfi_abort = cb_abort,
+    .xxfi_close = cb_close,
+    .xxfi_data = cb_data,
+    .xxfi_negotiate = cb_negotiate,
 };

@@ -1,5 +1,5 @@
 /*
- * sg_milter - the milter handlers and the process-wide runtime they
+ * sg_milter - the libmilter callbacks and the process-wide runtime they
  * share with main(): current config, stores, relay name.
  */
 #ifndef SG_MILTER_H
@@ -7,7 +7,7 @@
 
 #include <stdbool.h>
 
-#include "sg_mproto.h"
+#include <libmilter/mfapi.h>
 
 #include "sg_conf.h"
 #include "sg_store.h"
@@ -21,7 +21,11 @@ struct sg_runtime {
 
 extern struct sg_runtime sg_rt;
 
-/* The handlers to hand to sg_mproto_run. */
-extern const struct sg_mp_handlers sg_milter_handlers;
+/* What smfi_register() is given. */
+extern struct smfiDesc sg_milter_desc;
+
+/* After smfi_main() returned: wait up to max_s seconds for decisions still
+ * in progress. true when none is left. */
+bool sg_milter_wait_idle(int max_s);
 
 #endif

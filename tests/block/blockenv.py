@@ -284,6 +284,9 @@ class BlockEnv:
             release_command=["postsuper", "-c", self.postfix_config_dir, "-H", "-"],
             after_password_change=["touch", self.marker],
             alert={"command": [self.alert_sh], "interval": "1h"},
+            # release_command (postsuper -H) needs root: until the privileged
+            # path exists the daemon stays root here, explicitly
+            user="root",
         )
         top.update(self.extra_top)
         return harness.sendguard_config(
@@ -328,6 +331,7 @@ class BlockEnv:
             seed_baseline(self.redis, self.address)
         self.env = harness.MailEnv(self.scratch, self.binary, config=self.sendguard_text)
         self.sg, self.postfix, self.sink = self.env.sendguard, self.env.postfix, self.env.sink
+        self.sg.user = None                # "root" from the config
         self.sg.env = clean_env(self.home, {k: v for k, v in self.sg.env.items()
                                             if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS")})
         self.env.start()

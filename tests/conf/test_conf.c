@@ -135,8 +135,9 @@ static void test_example_loads(void **state)
     s = sg_conf_settings(c);
     assert_string_equal(sg_conf_path(c), SG_EXAMPLE_CONF);
 
-    assert_string_equal(s->milter_socket, "inet:8890@127.0.0.1");
+    assert_string_equal(s->milter_socket, "unix:/var/spool/postfix/sendguard/sendguard.sock");
     assert_int_equal(s->socket_mode, 0660);
+    assert_null(s->socket_group);
     assert_int_equal(s->store_backend, SG_STORE_MEMORY);
     assert_int_equal(s->store_on_error, SG_ON_ERROR_ACCEPT);
     assert_int_equal(s->syslog_facility, LOG_MAIL);
@@ -310,11 +311,12 @@ static void test_defaults(void **state)
     const struct sg_settings *s = sg_conf_settings(c);
     char host[256];
 
-    assert_string_equal(s->milter_socket, "inet:8890@127.0.0.1");
+    assert_string_equal(s->milter_socket, "unix:/var/spool/postfix/sendguard/sendguard.sock");
     assert_int_equal(s->socket_mode, 0660);
+    assert_null(s->socket_group);
     assert_int_equal(s->milter_timeout_s, 7210);
     assert_int_equal(s->syslog_facility, LOG_MAIL);
-    assert_null(s->user);
+    assert_string_equal(s->user, "sendguard");
     assert_null(s->pidfile);
     assert_int_equal(gethostname(host, sizeof(host)), 0);
     host[sizeof(host) - 1] = '\0';

@@ -27,6 +27,7 @@ import atexit
 import email.utils
 import json
 import os
+import grp
 import pwd
 import re
 import shutil
@@ -247,6 +248,14 @@ def _kill_process(proc, grace=10.0, sig=signal.SIGTERM):
 # --------------------------------------------------------------------------
 # scratch directory
 # --------------------------------------------------------------------------
+def _has_group(name):
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
 class Scratch:
     """A temp dir under /tmp (or $SG_TEST_TMPDIR), mode 0755 so the postfix
     user can traverse it (mkdtemp makes 0700, and Postfix daemons running as
@@ -407,9 +416,7 @@ def sendguard_config(socket_spec, limits, accounts=(), store=None, **extra):
     accounts: list of dicts {"address", "offer", "service", "senders"};
     store: dict, default {"backend": "memory"}; extra: more top-level keys
     (overriding the defaults, e.g. ovh={...})."""
-    milter = {"socket": socket_spec}
-    if socket_spec.startswith("unix:"):
-        milter["socket_mode"] = "0666"   # Postfix daemons run as `postfix`
+    milter = {"socket": socket_spec}   # unix: sendguard's default mode 0660, group postfix
     top = {
         "milter": milter,
         "syslog_facility": "mail",
@@ -505,19 +512,30 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSa
 class Sendguard:
     """The daemon under test, in the foreground (-f), stderr captured to a file.
 
-    socket: 'unix' (default: <workdir>/sendguard.sock, chmod 0666 once it
-    exists so Postfix daemons running as `postfix` can connect; libmilter
-    creates it 0600 before applying milter.socket_mode), 'inet' (a free
-    loopback port; note ~40 ms per message of Nagle/delayed-ACK latency with
-    Postfix), or an explicit libmilter spec string.
+    socket: 'unix' (default: <workdir>/sock/sendguard.sock, in a directory
+    owned by `user`: sendguard creates the socket itself as that user, group
+    postfix, mode milter.socket_mode, so Postfix daemons running as
+    `postfix` can connect and nobody else), 'inet' (a free loopback port;
+    note ~40 ms per message of Nagle/delayed-ACK latency with Postfix), or
+    an explicit libmilter spec string.
+    user: what `-u` is given (the daemon refuses to stay root unless told):
+    'nobody' by default; None passes no -u.
     config: text, or a callable socket_spec -> text."""
 
-    def __init__(self, binary, workdir, config, socket="unix", env=None):
+    def __init__(self, binary, workdir, config, socket="unix", env=None, user="nobody"):
         self.binary = binary
         self.workdir = workdir
+        self.user = user
         os.makedirs(workdir, exist_ok=True)
         if socket == "unix":
-            self.socket = f"unix:{os.path.join(workdir, 'sendguard.sock')}"
+            sockdir = os.path.join(workdir, "s")   # short: sun_path holds 107 bytes
+            os.makedirs(sockdir, exist_ok=True)
+            os.chmod(sockdir, 0o750)
+            if user is not None:
+                pw = pwd.getpwnam(user)
+                gid = grp.getgrnam("postfix").gr_gid if _has_group("postfix") else pw.pw_gid
+                os.chown(sockdir, pw.pw_uid, gid)
+            self.socket = f"unix:{os.path.join(sockdir, 'sg.sock')}"
         elif socket == "inet":
             self.socket = f"inet:{free_port()}@{LOOPBACK}"
         else:
@@ -564,15 +582,14 @@ class Sendguard:
 
     def start(self, timeout=15):
         self._require_binary()
-        if self.socket.startswith("unix:"):
-            p = self.socket[5:]
-            if os.path.exists(p):
-                os.unlink(p)
+        # a socket left over is sendguard's to remove (stale) or refuse (live)
         self._log_fh = open(self.logfile, "ab", buffering=0)
         # SG_WRAPPER: a command to run the daemon under (valgrind, in the
         # valgrind build's milter tests)
         wrapper = shlex.split(os.environ.get("SG_WRAPPER", ""))
-        self.proc = subprocess.Popen(wrapper + [self.binary, "-c", self.config_path, "-f"],
+        user = ["-u", self.user] if self.user is not None else []
+        self.proc = subprocess.Popen(wrapper + [self.binary, "-c", self.config_path, "-f"] + user
+                                     + list(getattr(self, "extra_args", [])),
                                      stdin=subprocess.DEVNULL, stdout=self._log_fh,
                                      stderr=self._log_fh, env=self.env, cwd=self.workdir,
                                      start_new_session=True, preexec_fn=_child_setup)
@@ -584,16 +601,6 @@ class Sendguard:
                                    f"{tail(self.logfile)}")
             return milter_socket_accepts(self.socket)
         wait_until(ready, timeout, f"sendguard socket {self.socket}")
-        if self.socket.startswith("unix:"):
-            # sendguard sets the socket mode (milter.socket_mode) right after
-            # listen(): wait for its "listening" line before a chmod of ours,
-            # which makes the socket usable by the postfix user whatever the
-            # config says.
-            try:
-                self.wait_log(r"listening on", timeout=5)
-            except HarnessError:
-                pass
-            os.chmod(self.socket[5:], 0o666)
         return self
 
     @property

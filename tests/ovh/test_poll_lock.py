@@ -88,6 +88,8 @@ def main():
                     "application_key=AK\napplication_secret=AS\nconsumer_key=CK\n"
                     % (api.port, api.port))
         os.chmod(ovh_conf, 0o600)
+        pw = harness.pwd.getpwnam("nobody")      # the user the daemons run as
+        os.chown(ovh_conf, pw.pw_uid, pw.pw_gid)
         relays = []
         for name in ("relay1", "relay2"):
             conf = lambda sock, name=name: harness.sendguard_config(
