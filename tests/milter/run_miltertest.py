@@ -586,6 +586,7 @@ def case_pidfile(binary, scratch):
     r = Run(binary, scratch, one_limit_config(100000, "tempfail"))
     r.sg.extra_args = ["-p", pidfile]
     r.start()
+    r.sg.wait_log(r"listening on", timeout=30)   # the pidfile comes after the socket
     with open(pidfile) as f:
         check(f.read().strip() == str(r.sg.pid), "pidfile content")
     check(os.stat(pidfile).st_uid == h.pwd.getpwnam("nobody").pw_uid, "pidfile not written by the user")
