@@ -132,6 +132,9 @@ static const struct enum_name action_names[] = {
 static const struct enum_name block_names[] = {
     { "hold", SG_ACT_HOLD }, { "tempfail", SG_ACT_TEMPFAIL }, { NULL, 0 }
 };
+static const struct enum_name mode_names[] = {
+    { "enforce", 0 }, { "observe", 1 }, { NULL, 0 }
+};
 static const struct enum_name backend_names[] = {
     { "memory", SG_STORE_MEMORY }, { "redis", SG_STORE_REDIS }, { NULL, 0 }
 };
@@ -248,6 +251,7 @@ static const struct key account_keys[] = {    /* base: struct sg_account */
     { KEY("on_block", K_ENUM, ACC(on_block)), .names = block_names, .idef = SG_ACT_HOLD },
     { KEY("sasl_map_file", K_STR, ACC(sasl_map_file)), .check = check_abs_path },
     { KEY("auto_reply", K_BOOL, ACC(auto_reply)) },
+    { KEY("mode", K_ENUM, ACC(observe)), .names = mode_names },   /* default: top level */
     END
 };
 
@@ -278,6 +282,8 @@ static const struct key root_keys[] = {
     { LIST("allow", K_STRV, S(allow), S(nallow)), .check = check_pattern },
     { KEY("store", K_GROUP, 0), .sub = store_keys },
     { KEY("strict", K_BOOL, S(strict)), .idef = 0 },
+    { KEY("mode", K_ENUM, S(observe)), .names = mode_names, .idef = 0 },
+    { KEY("observe_lockdown", K_BOOL, S(observe_lockdown)), .idef = 0 },
     { LIST("limits", K_LIMITS, S(limits), S(nlimits)) },   /* default: default_limits */
     { LIST("accounts", K_ACCOUNTS, S(accounts), S(naccounts)) },
     { KEY("ovh", K_GROUP, 0), .sub = ovh_keys },
@@ -1463,6 +1469,8 @@ static void finish(struct loader *L)
             a->on_block = s->on_block;
         if (config_setting_get_member(g, "auto_reply") == NULL)
             a->auto_reply = s->auto_reply;
+        if (config_setting_get_member(g, "mode") == NULL)
+            a->observe = s->observe;
         build_senders(L, a, refs, &nrefs, i);
     }
     check_sender_owners(L, refs, nrefs);

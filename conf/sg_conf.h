@@ -62,6 +62,7 @@ struct sg_account {
     enum sg_action on_block;      /* hold or tempfail */
     const char *sasl_map_file;    /* NULL when unset */
     bool auto_reply;
+    int observe;                  /* mode: 1 = "observe" (default: the top-level mode) */
 };
 
 struct sg_redis_settings {
@@ -108,6 +109,8 @@ struct sg_settings {
     const struct sg_account *accounts;
     size_t naccounts;
     bool strict;                  /* charge refused messages too; default false */
+    int observe;                  /* mode: 1 = "observe": decide and log, accept anyway */
+    bool observe_lockdown;        /* in observe mode, accept a locked-down account's mail too */
 
     /* OVHcloud API */
     const char *ovh_endpoint;     /* alias or URL; NULL = from credentials */

@@ -275,13 +275,14 @@ static void log_verdict(const struct msgctx *m, const char *ip, const struct sg_
     if (v->warned)
         prio = LOG_WARNING;
     sg_log(prio, "qid=%s account=<%s> identity=<%s> ip=%s rcpts=%zu size=%llu action=%s"
-           " limit=%s used=%llu cap=%llu store=%s ms=%.2f%s%s%s%s",
+           " limit=%s used=%llu cap=%llu store=%s ms=%.2f%s%s%s%s%s",
            sg_log_esc(qid, sizeof(qid), m->qid), sg_log_esc(acct, sizeof(acct), v->account),
            sg_log_esc(ident, sizeof(ident), v->identity), ip, m->nrcpts,
            (unsigned long long)m->size, sg_action_name(v->action),
            sg_log_esc(lim, sizeof(lim), v->limit ? v->limit->name : NULL),
            (unsigned long long)v->used, (unsigned long long)v->cap, v->store, ms,
-           v->warned ? " warn=1" : "", v->allowed ? " allow=1" : "",
+           v->warned ? " warn=1" : "", v->observed ? " observe=1" : "",
+           v->allowed ? " allow=1" : "",
            v->lockdown ? " lockdown=1" : "", v->store_error ? " store_error=1" : "");
 }
 
@@ -336,7 +337,7 @@ static sfsistat cb_eom(SMFICTX *ctx)
     req.relay = sg_rt.relay;
     sg_policy_decide(m->conf, sg_rt.primary, sg_rt.fallback, &req, &v);
 
-    switch (v.action) {
+    switch (v.observed ? SG_ACT_ACCEPT : v.action) {
     case SG_ACT_TEMPFAIL:
     case SG_ACT_REJECT:
         if (smfi_setreply(ctx, (char *)v.smtp_code, (char *)v.smtp_xcode,
@@ -355,7 +356,7 @@ static sfsistat cb_eom(SMFICTX *ctx)
     default:
         break;
     }
-    if (v.lockdown && v.action == SG_ACT_HOLD)
+    if (v.lockdown && v.action == SG_ACT_HOLD && !v.observed)
         sg_jobs_held(v.account, m->qid);
     log_verdict(m, c->ip, &v, now_ms() - t0);
     msg_reset(m);

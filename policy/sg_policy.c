@@ -261,6 +261,7 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
     struct sg_evidence ev = { 0 };
     struct sg_store_result r;
     size_t nlimits;
+    bool observe, charge_all;
     sg_store_t *used_store = primary;
     char from_dom[EV_DOMAIN_LEN], doms[EV_DOMAINS][EV_DOMAIN_LEN];
     const char *dom_ptrs[EV_DOMAINS];
@@ -276,6 +277,10 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
     nlimits = v->acct ? v->acct->nlimits : s->nlimits;
     v->allowed = allowed(s, v->identity);
     v->store = "none";
+    observe = v->acct ? v->acct->observe : s->observe;
+    /* observe mode accepts what it would refuse: charge it, so the counts
+     * (and suggest-limits) see the real traffic */
+    charge_all = s->strict || v->allowed || observe;
 
     charge.units[SG_UNIT_MESSAGES] = 1;
     charge.units[SG_UNIT_RECIPIENTS] = req->nrcpts;
@@ -309,12 +314,12 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
     ev.relay = req->relay;
 
     if (sg_store_decide(primary, v->account, limits, nlimits, &charge, &ev,
-                        s->strict || v->allowed, &r) != 0 || r.status == SG_STORE_ERROR) {
+                        charge_all, &r) != 0 || r.status == SG_STORE_ERROR) {
         v->store_error = true;
         used_store = NULL;
         if (s->store_on_error == SG_ON_ERROR_ACCEPT && fallback != NULL &&
             sg_store_decide(fallback, v->account, limits, nlimits, &charge, &ev,
-                            s->strict || v->allowed, &r) == 0 && r.status != SG_STORE_ERROR)
+                            charge_all, &r) == 0 && r.status != SG_STORE_ERROR)
             used_store = fallback;
     }
     if (h != stack_h)
@@ -358,6 +363,9 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
         snprintf(v->reason, sizeof(v->reason),
                  "account blocked for spam at OVHcloud: mail held until it is unblocked");
     }
+    if (observe && (v->action == SG_ACT_TEMPFAIL || v->action == SG_ACT_HOLD ||
+                    v->action == SG_ACT_REJECT) && (!v->lockdown || s->observe_lockdown))
+        v->observed = true;       /* logged as it would be enforced, then accepted */
     switch (v->action) {
     case SG_ACT_TEMPFAIL:
         set_reply(v, "451", "4.7.1");

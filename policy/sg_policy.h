@@ -44,6 +44,8 @@ struct sg_verdict {
     bool too_big;                 /* the message alone exceeds a cap */
     bool warned;                  /* a warn_at threshold was crossed */
     bool store_error;             /* primary store failed */
+    bool observed;                /* mode "observe": action is what enforcement would do,
+                                     the message is accepted all the same */
     const char *store;            /* name of the store that decided, or "none" */
     char smtp_code[4];            /* "451", "550", or "" */
     char smtp_xcode[8];           /* "4.7.1", "5.7.1", or "" */

@@ -619,6 +619,38 @@ def case_pidfile(binary, scratch):
     check(os.path.islink(pidfile), "the planted symlink should be left as it is")
 
 
+@case
+def case_observe(binary, scratch):
+    """mode = "observe": over the cap the decision is logged as enforcement
+    would (action=tempfail observe=1) but the MTA is told to continue; a
+    reload to "enforce" refuses the next one, counted from the same
+    totals (observed messages were charged)."""
+    cfg = lambda mode: (lambda sock: h.sendguard_config(
+        sock, [h.limit("hourly", "1h", 2, "tempfail")], mode=mode))
+    r = Run(binary, scratch, cfg("observe")).start()
+    c = r.client()
+    c.negotiate()
+    c.connect("client.example", "192.0.2.9")
+    for i in range(4):
+        res = c.message("<obs@example.com>", ["<r@example.net>"], mail_macros={"i": f"OBS{i}"},
+                        eom_macros={"i": f"OBS{i}"})
+        check(res.verdict == "accept", f"observe mode, message {i}: {res}")
+    d = r.decisions(4)
+    check([x.get("action") for x in d] == ["accept", "accept", "tempfail", "tempfail"],
+          [x["_line"] for x in d])
+    check([x.get("observe") for x in d] == [None, None, "1", "1"], [x["_line"] for x in d])
+    check([x.get("used") for x in d[2:]] == ["2", "3"], [x["_line"] for x in d])
+    r.sg.reload(cfg("enforce"), expect=r"reloaded ")
+    res = c.message("<obs@example.com>", ["<r@example.net>"], mail_macros={"i": "OBS9"},
+                    eom_macros={"i": "OBS9"})
+    check(res.verdict == "tempfail", f"after the reload to enforce: {res}")
+    c.quit()
+    d = r.decisions(5)
+    check(d[-1].get("action") == "tempfail" and d[-1].get("observe") is None
+          and d[-1].get("used") == "4", d[-1]["_line"])
+    r.finish()
+
+
 EXPECTED_STEPS = ["NOHELO", "NOUNKNOWN", "NODATA", "NOEOH", "NR_CONN", "NR_MAIL", "NR_RCPT",
                   "NR_HDR", "NR_BODY"]
 

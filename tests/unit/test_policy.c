@@ -31,7 +31,9 @@ static const char *CONF_TEXT =
     " service = \"ex\"; on_block = \"tempfail\";\n"
     "    limits = ( { name = \"strict\"; window = \"1h\"; messages = 1; action = \"reject\"; } ); },\n"
     "  { address = \"news@example.com\"; offer = \"emailpro\"; service = \"pro\";\n"
-    "    limits = ( { name = \"soft\"; window = \"1h\"; messages = 1; action = \"warn\"; } ); }\n"
+    "    limits = ( { name = \"soft\"; window = \"1h\"; messages = 1; action = \"warn\"; } ); },\n"
+    "  { address = \"trial@example.com\"; offer = \"emailpro\"; service = \"pro\"; mode = \"observe\";\n"
+    "    limits = ( { name = \"trial\"; window = \"1h\"; messages = 2; action = \"tempfail\"; } ); }\n"
     ");\n";
 
 static sg_conf_t *conf;
@@ -175,6 +177,41 @@ static void test_lockdown(void **state)
     assert_int_equal(v.action, SG_ACT_ACCEPT);
 }
 
+/* mode = "observe": decided and logged as enforcement would, accepted all
+ * the same, and charged (the counts see the real traffic); a lockdown is
+ * still enforced (observe_lockdown is off). */
+static void test_observe(void **state)
+{
+    struct sg_account_state s = { 0 };
+    struct sg_verdict v;
+
+    (void)state;
+    fake_now += 7200000;
+    for (int i = 0; i < 2; i++) {
+        decide(NULL, "<trial@example.com>", 1, &v);
+        assert_int_equal(v.action, SG_ACT_ACCEPT);
+        assert_false(v.observed);
+    }
+    for (uint64_t used = 2; used < 5; used++) {
+        decide(NULL, "<trial@example.com>", 1, &v);
+        assert_int_equal(v.action, SG_ACT_TEMPFAIL);          /* what enforcement would do */
+        assert_true(v.observed);                              /* ... but accepted */
+        assert_int_equal(v.used, used);                       /* and charged */
+        assert_int_equal(v.cap, 2);
+    }
+    s.blocked = true;
+    sg_store_state_set(st, "trial@example.com", &s);
+    decide(NULL, "<trial@example.com>", 1, &v);
+    assert_true(v.lockdown);
+    assert_int_equal(v.action, SG_ACT_HOLD);
+    assert_false(v.observed);                                 /* a lockdown is enforced */
+    /* the enforcing accounts are not affected */
+    for (int i = 0; i < 4; i++)
+        decide(NULL, "<enforced@else.org>", 1, &v);
+    assert_int_equal(v.action, SG_ACT_TEMPFAIL);
+    assert_false(v.observed);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +220,7 @@ int main(void)
         cmocka_unit_test(test_reject_and_too_big),
         cmocka_unit_test(test_warn_and_allow),
         cmocka_unit_test(test_lockdown),
+        cmocka_unit_test(test_observe),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
