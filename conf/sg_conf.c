@@ -272,6 +272,13 @@ static const struct key alert_keys[] = {
     END
 };
 
+static const struct key metrics_keys[] = {
+    { KEY("textfile", K_STR, S(metrics_textfile)), .check = check_abs_path },
+    { KEY("interval", K_DUR, S(metrics_interval_ms)), .dur = D_MS64, .sdef = "15s",
+      .min = SEC, .max = 3600 * SEC },
+    END
+};
+
 static const struct key root_keys[] = {
     { KEY("milter", K_GROUP, 0), .sub = milter_keys },
     { KEY("syslog_facility", K_FACILITY, S(syslog_facility)), .sdef = "mail" },
@@ -294,6 +301,7 @@ static const struct key root_keys[] = {
            S(nafter_password_change)), .flags = F_ARGV },
     { KEY("auto_reply", K_BOOL, S(auto_reply)), .idef = 0 },
     { KEY("alert", K_GROUP, 0), .sub = alert_keys },
+    { KEY("metrics", K_GROUP, 0), .sub = metrics_keys },
     END
 };
 

@@ -127,6 +127,10 @@ struct sg_settings {
     const char *const *alert_command;     /* argv or none */
     size_t nalert_command;
     uint64_t alert_interval_ms;   /* default 1h */
+
+    /* metrics: Prometheus textfile */
+    const char *metrics_textfile; /* NULL: none written */
+    uint64_t metrics_interval_ms; /* default 15s */
     bool auto_reply;              /* default false */
     const char *relay_name;       /* this relay's name, default hostname */
 };

@@ -41,6 +41,7 @@
 #include "sg_milter.h"
 #include "sg_policy.h"
 #include "sg_jobs.h"
+#include "sg_metrics.h"
 #include "sg_ovh.h"
 
 #define STOP_GRACE_S 10           /* how long a stop waits for decisions in progress */
@@ -397,6 +398,7 @@ static void reload(void)
     if (conf == NULL) {
         sg_log(LOG_ERR, "reload of %s failed: keeping the running configuration",
                sg_conf_path(old));
+        sg_metrics_reload(false);
     } else {
         const struct sg_settings *o = sg_conf_settings(old), *n = sg_conf_settings(conf);
 
@@ -405,6 +407,8 @@ static void reload(void)
         sg_conf_swap(conf);
         sg_log(LOG_NOTICE, "reloaded %s", sg_conf_path(old));
         sg_jobs_reloaded();
+        sg_metrics_reload(true);
+        sg_metrics_reloaded();
     }
     sg_conf_unref(old);
 }
@@ -576,6 +580,7 @@ int main(int argc, char **argv)
     }
     pthread_detach(thr);
     sg_jobs_start(sg_rt.primary, sg_rt.fallback, sg_rt.relay);
+    sg_metrics_start(sg_rt.primary, sg_rt.relay);
     conf = sg_conf_current();
     sg_log(LOG_NOTICE, "sendguard %s listening on %s as %s, store %s, %zu accounts, "
            "%zu default limits", SG_VERSION, st.socket, st.drop ? st.pw.pw_name :
@@ -590,6 +595,7 @@ int main(int argc, char **argv)
     pthread_join(thr, NULL);
 
     sg_jobs_stop();
+    sg_metrics_stop();
     remove_socket(&st);
     if (st.pidfile != NULL)
         unlink(st.pidfile);

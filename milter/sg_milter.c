@@ -25,6 +25,7 @@
 
 #include "sg_log.h"
 #include "sg_jobs.h"
+#include "sg_metrics.h"
 #include "sg_policy.h"
 
 #define HDR_KEEP 512              /* bytes kept of an evidence header */
@@ -359,6 +360,7 @@ static sfsistat cb_eom(SMFICTX *ctx)
     if (v.lockdown && v.action == SG_ACT_HOLD && !v.observed)
         sg_jobs_held(v.account, m->qid);
     log_verdict(m, c->ip, &v, now_ms() - t0);
+    sg_metrics_decision(&v, now_ms() - t0, v.store_ms);
     msg_reset(m);
     atomic_fetch_sub(&n_deciding, 1);
     return rc;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define DISTINCT_STACK 64
 
@@ -251,6 +252,14 @@ static bool caps_distinct(const struct sg_limit *l, size_t n)
     return false;
 }
 
+static double mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fallback,
                       const struct sg_request *req, struct sg_verdict *v)
 {
@@ -262,11 +271,13 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
     struct sg_store_result r;
     size_t nlimits;
     bool observe, charge_all;
+    double t0;
     sg_store_t *used_store = primary;
     char from_dom[EV_DOMAIN_LEN], doms[EV_DOMAINS][EV_DOMAIN_LEN];
     const char *dom_ptrs[EV_DOMAINS];
 
     memset(v, 0, sizeof(*v));
+    v->store_ms = -1;
     if (req->auth_authen != NULL && req->auth_authen[0] != '\0')
         sg_policy_normalize(s, req->auth_authen, v->identity);
     else
@@ -313,8 +324,11 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
     ev.msgid = req->msgid;
     ev.relay = req->relay;
 
+    t0 = mono_ms();
     if (sg_store_decide(primary, v->account, limits, nlimits, &charge, &ev,
-                        charge_all, &r) != 0 || r.status == SG_STORE_ERROR) {
+                        charge_all, &r) == 0 && r.status != SG_STORE_ERROR)
+        v->store_ms = mono_ms() - t0;
+    else {
         v->store_error = true;
         used_store = NULL;
         if (s->store_on_error == SG_ON_ERROR_ACCEPT && fallback != NULL &&

@@ -44,6 +44,7 @@ struct sg_verdict {
     bool too_big;                 /* the message alone exceeds a cap */
     bool warned;                  /* a warn_at threshold was crossed */
     bool store_error;             /* primary store failed */
+    double store_ms;              /* the store call that decided, ms; -1 when none did */
     bool observed;                /* mode "observe": action is what enforcement would do,
                                      the message is accepted all the same */
     const char *store;            /* name of the store that decided, or "none" */

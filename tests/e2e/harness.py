@@ -1269,6 +1269,13 @@ def sendguard_binary():
     return b
 
 
+def sendguard_version(binary=None):
+    """What `sendguard -V` prints after the name."""
+    out = subprocess.run([binary or sendguard_binary(), "-V"], capture_output=True, text=True,
+                         timeout=20).stdout.split()
+    return out[-1] if out else ""
+
+
 try:
     import unittest
 
