@@ -1116,8 +1116,9 @@ class SmtpResult:
 
     def __init__(self, stage, code, text):
         self.stage, self.code, self.text = stage, code, text
-        m = re.search(r"queued as ([0-9A-Za-z]+)", text)
-        self.qid = m.group(1) if m else None
+        # Postfix: "2.0.0 Ok: queued as 4F2A1C3"; Sendmail: "2.0.0 6B2B99jb019208 Message accepted"
+        m = re.search(r"queued as ([0-9A-Za-z]+)|^2\.0\.0 ([0-9A-Za-z]+) Message accepted", text)
+        self.qid = (m.group(1) or m.group(2)) if m else None
 
     @property
     def klass(self):
@@ -1128,16 +1129,23 @@ class SmtpResult:
 
 
 def smtp_send(port, count, sender, recipients=("rcpt@example.net",), host=LOOPBACK,
-              subject="smtp test", size=0, timeout=30, headers=None):
+              subject="smtp test", size=0, timeout=30, headers=None, auth=None):
     """Send `count` messages, one SMTP session each (so an error limit or a
     421 never hides the next message). Returns a list of SmtpResult: stage
     'data' with the end-of-data reply when DATA was reached, else the
-    refusing stage ('connect', 'mail', 'rcpt')."""
+    refusing stage ('auth', 'connect', 'mail', 'rcpt'). auth: (login,
+    password) for SMTP AUTH (PLAIN/LOGIN, as smtplib picks) before MAIL."""
     results = []
     for _ in range(count):
         try:
             with smtplib.SMTP(host, port, local_hostname="client.example", timeout=timeout) as s:
                 code, text = s.ehlo()
+                if auth is not None:
+                    try:
+                        s.login(*auth)
+                    except smtplib.SMTPAuthenticationError as e:
+                        results.append(SmtpResult("auth", e.smtp_code, e.smtp_error.decode(errors="replace")))
+                        continue
                 code, text = s.mail(sender)
                 if code >= 400:
                     results.append(SmtpResult("mail", code, text.decode(errors="replace")))
