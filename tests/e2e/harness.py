@@ -832,9 +832,12 @@ class Postfix:
     everything to [127.0.0.1]:relay_port; logs to workdir/maillog.
 
     milter: libmilter socket spec of sendguard (smtpd_milters and
-    non_smtpd_milters), or None for a plain relay."""
+    non_smtpd_milters), or None for a plain relay.
+    sasl_users: {login: password}: SMTP AUTH with Cyrus SASL from a sasldb
+    (see sasl_setup); sasl_realm: smtpd_sasl_local_domain (None: unset)."""
 
-    def __init__(self, workdir, relay_port, milter=None, smtpd_port=None, extra_main=None):
+    def __init__(self, workdir, relay_port, milter=None, smtpd_port=None, extra_main=None,
+                 sasl_users=None, sasl_realm=None):
         self.workdir = workdir
         self.config_dir = os.path.join(workdir, "etc")
         self.queue_dir = os.path.join(workdir, "spool")
@@ -844,6 +847,8 @@ class Postfix:
         self.smtpd_port = smtpd_port or free_port()
         self.milter = milter
         self.extra_main = dict(extra_main or {})
+        self.sasl_users = dict(sasl_users or {})
+        self.sasl_realm = sasl_realm
         self.started = False
 
     # -- configuration -----------------------------------------------------
@@ -919,7 +924,20 @@ class Postfix:
                 ("milter_command_timeout", "15s", None),
                 ("milter_content_timeout", "30s", None),
             ]
-        for k, v in self.extra_main.items():
+        if self.sasl_users:
+            settings += [
+                ("smtpd_sasl_auth_enable", "yes", "SMTP AUTH (Cyrus SASL, sasldb: see sasl_setup)"),
+                ("smtpd_sasl_type", "cyrus", None),
+                ("smtpd_sasl_path", "smtpd",
+                 "Debian's Postfix reads $config_directory/sasl/smtpd.conf for it"),
+                ("smtpd_sasl_security_options", "noanonymous", "plain text is fine on loopback"),
+                ("smtpd_sasl_local_domain", self.sasl_realm or "",
+                 "set: {auth_authen} arrives as login@realm"),
+            ]
+        extra = dict(self.extra_main)       # a test's value replaces the default in place
+        settings = [(k, extra.pop(k), "test-specific (default replaced)") if k in extra
+                    else (k, v, why) for k, v, why in settings]
+        for k, v in extra.items():
             settings.append((k, v, "test-specific"))
         out = ["# throwaway Postfix written by tests/e2e/harness.py"]
         for k, v, why in settings:
@@ -940,6 +958,30 @@ class Postfix:
             f.write(self.main_cf())
         with open(os.path.join(self.config_dir, "master.cf"), "w") as f:
             f.write(MASTER_CF.format(smtpd_addr=f"{LOOPBACK}:{self.smtpd_port}"))
+        if self.sasl_users:
+            self.sasl_setup()
+
+    def sasl_setup(self):
+        """$config_directory/sasl/smtpd.conf (auxprop sasldb) and a sasldb
+        made by saslpasswd2 (sasl2-bin) with every user in the realm smtpd
+        will look them up in: smtpd_sasl_local_domain, else myhostname."""
+        saslpasswd2 = require_tool("saslpasswd2", "sasl2-bin")
+        d = os.path.join(self.config_dir, "sasl")
+        os.makedirs(d, exist_ok=True)
+        os.chmod(d, 0o755)
+        db = os.path.join(self.workdir, "sasldb2")   # not in etc/: postfix check wants it root's
+        with open(os.path.join(d, "smtpd.conf"), "w") as f:
+            f.write(f"pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\n"
+                    f"sasldb_path: {db}\n")
+        for login, pw in self.sasl_users.items():
+            r = subprocess.run([saslpasswd2, "-f", db, "-p", "-c", "-u",
+                                self.sasl_realm or "sg-e2e.example", login],
+                               input=pw, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise HarnessError(f"saslpasswd2 {login}: {r.stderr}")
+        pw = pwd.getpwnam("postfix")
+        os.chown(db, pw.pw_uid, pw.pw_gid)      # smtpd reads it as `postfix`
+        os.chmod(db, 0o600)
 
     # -- commands ------------------------------------------------------------
     def _run(self, args, check=True, timeout=60, input=None):
@@ -1202,7 +1244,8 @@ class MailEnv:
 
     config=None: no milter (plain relay, for harness smoke tests)."""
 
-    def __init__(self, scratch, binary=None, config=None, socket="unix", extra_main=None):
+    def __init__(self, scratch, binary=None, config=None, socket="unix", extra_main=None,
+                 **postfix_kw):
         self.scratch = scratch
         self.sink = SmtpSink(scratch.sub("sink"))
         self.sendguard = None
@@ -1210,7 +1253,7 @@ class MailEnv:
             self.sendguard = Sendguard(binary, scratch.sub("sendguard"), config, socket=socket)
         self.postfix = Postfix(scratch.sub("postfix"), self.sink.port,
                                milter=self.sendguard.socket if self.sendguard else None,
-                               extra_main=extra_main)
+                               extra_main=extra_main, **postfix_kw)
 
     def start(self):
         try:
