@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import glob
 import os
+import pwd
 import re
 import signal
 import socket
@@ -42,6 +43,7 @@ from harness import HarnessError, LOOPBACK, log, require_tool, tail, wait_until
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("SG_SOURCE_DIR") or os.path.abspath(os.path.join(HERE, "..", ".."))
 MC_TEMPLATE = os.path.join(HERE, "sendmail.mc.in")
+SUBMIT_TEMPLATE = os.path.join(HERE, "submit.mc.in")
 SNIPPET = os.path.join(SRC, "contrib", "sendmail", "sendguard.mc")
 RELEASE_SCRIPT = os.path.join(SRC, "contrib", "sendmail", "sendguard-release-sendmail")
 SNIPPET_SOCKET = "local:/run/sendguard/sendguard.sock"
@@ -50,7 +52,7 @@ REALM = "mta.example.test"
 
 SM_WRAPPER = r"""#!/bin/sh
 # Written by tests/e2e/sendmail_harness.py: run the unpacked sendmail with
-# this test's sendmail.cf inside a private mount namespace (see there).
+# this test's {cf} inside a private mount namespace (see there).
 exec unshare -m -- sh -c '
 run=$0 sm=$1; shift
 mount --bind "$run/hosts" /etc/hosts &&
@@ -59,7 +61,7 @@ mount --bind "$run/sasl" /usr/lib/sasl2 &&
 { [ ! -d /etc/sasl2 ] || mount --bind "$run/sasl" /etc/sasl2; } &&
 for n in null zero random urandom; do mount --bind "/dev/$n" "$run/dev/$n" || exit 71; done &&
 mount --bind "$run/dev" /dev &&
-exec "$sm" -C "$run/sendmail.cf" "$@"' '{run}' '{sendmail}' "$@"
+exec "$sm" {opts} "$@"' '{run}' '{sendmail}' "$@"
 """
 
 
@@ -137,7 +139,8 @@ class Sendmail:
         self.run = os.path.join(workdir, "run")
         self.queue_dir = os.path.join(self.run, "mqueue")
         self.maillog = os.path.join(self.run, "maillog")
-        self.sm = os.path.join(self.run, "sm")
+        self.sm = os.path.join(self.run, "sm")            # the MTA: sendmail -C sendmail.cf
+        self.submit_cmd = os.path.join(self.run, "submit")  # the MSP: sendmail -Ac -C submit.cf
         self.binary = os.path.join(self.root, "usr", "libexec", "sendmail", "sendmail")
         self.relay_port = relay_port
         self.port = port or harness.free_port()
@@ -176,9 +179,11 @@ class Sendmail:
     def write_config(self):
         run = self.run
         for d, mode in ((run, 0o755), (self.queue_dir, 0o700), (os.path.join(run, "sasl"), 0o755),
-                        (os.path.join(run, "dev"), 0o755)):
+                        (os.path.join(run, "dev"), 0o755), (os.path.join(run, "clientmqueue"), 0o770)):
             os.makedirs(d, exist_ok=True)
             os.chmod(d, mode)
+        pw = pwd.getpwnam("nobody")             # the MSP's RunAsUser (it refuses root)
+        os.chown(os.path.join(run, "clientmqueue"), pw.pw_uid, pw.pw_gid)
         host = socket.gethostname()
         files = {
             "hosts": f"127.0.0.1\tlocalhost\n127.0.0.1\t{REALM} {host}\n127.0.0.1\tsink.example.test\n",
@@ -198,24 +203,14 @@ class Sendmail:
         for n, t in (("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                      ("stderr", "/proc/self/fd/2"), ("fd", "/proc/self/fd")):
             os.symlink(t, os.path.join(run, "dev", n))
-        with open(MC_TEMPLATE) as f:
-            mc = f.read()
-        for k, v in (("@RUN@", run), ("@SMPORT@", str(self.port)),
-                     ("@SINKPORT@", str(self.relay_port)),
-                     ("@SGMILTER@", self.milter_lines()), ("@EXTRA@", self.extra_mc)):
-            mc = mc.replace(k, v)
-        with open(os.path.join(run, "sendmail.mc"), "w") as f:
-            f.write(mc)
-        cfdir = os.path.join(self.root, "usr", "share", "sendmail", "cf")
-        m4 = require_tool("m4", "m4")
-        r = subprocess.run([m4, f"-D_CF_DIR_={cfdir}/", os.path.join(cfdir, "m4", "cf.m4"),
-                            os.path.join(run, "sendmail.mc")], capture_output=True, text=True)
-        # cf.m4's own notices (the promiscuous_relay warning) are fine; an m4
-        # warning (e.g. "excess arguments to builtin `define'") is a broken .mc
-        if r.returncode != 0 or "m4:" in r.stderr or "ERROR" in r.stderr:
-            raise HarnessError(f"m4 sendmail.mc -> {r.returncode}: {r.stderr}")
-        with open(os.path.join(run, "sendmail.cf"), "w") as f:
-            f.write(r.stdout)
+        for name, template in (("sendmail", MC_TEMPLATE), ("submit", SUBMIT_TEMPLATE)):
+            with open(template) as f:
+                mc = f.read()
+            for k, v in (("@RUN@", run), ("@SMPORT@", str(self.port)),
+                         ("@SINKPORT@", str(self.relay_port)),
+                         ("@SGMILTER@", self.milter_lines()), ("@EXTRA@", self.extra_mc)):
+                mc = mc.replace(k, v)
+            self.m4(mc, name)
         saslpasswd2 = require_tool("saslpasswd2", "sasl2-bin")
         for login, pw in self.users.items():
             r = subprocess.run([saslpasswd2, "-f", os.path.join(run, "sasldb2"), "-p", "-c",
@@ -224,9 +219,28 @@ class Sendmail:
                 raise HarnessError(f"saslpasswd2 {login}: {r.stderr}")
         if self.users:
             os.chmod(os.path.join(run, "sasldb2"), 0o600)
-        with open(self.sm, "w") as f:
-            f.write(SM_WRAPPER.replace("{run}", run).replace("{sendmail}", self.binary))
-        os.chmod(self.sm, 0o755)
+        for path, cf, opts in ((self.sm, "sendmail.cf", '-C "$run/sendmail.cf"'),
+                               (self.submit_cmd, "submit.cf", '-Ac -C "$run/submit.cf"')):
+            with open(path, "w") as f:
+                f.write(SM_WRAPPER.replace("{run}", run).replace("{sendmail}", self.binary)
+                        .replace("{cf}", cf).replace("{opts}", opts))
+            os.chmod(path, 0o755)
+
+    def m4(self, mc, name):
+        """<run>/NAME.mc -> <run>/NAME.cf with the unpacked sendmail-cf."""
+        mcpath = os.path.join(self.run, name + ".mc")
+        with open(mcpath, "w") as f:
+            f.write(mc)
+        cfdir = os.path.join(self.root, "usr", "share", "sendmail", "cf")
+        m4 = require_tool("m4", "m4")
+        r = subprocess.run([m4, f"-D_CF_DIR_={cfdir}/", os.path.join(cfdir, "m4", "cf.m4"), mcpath],
+                           capture_output=True, text=True)
+        # cf.m4's own notices (the promiscuous_relay warning) are fine; an m4
+        # warning (e.g. "excess arguments to builtin `define'") is a broken .mc
+        if r.returncode != 0 or "m4:" in r.stderr or "ERROR" in r.stderr:
+            raise HarnessError(f"m4 {name}.mc -> {r.returncode}: {r.stderr}")
+        with open(os.path.join(self.run, name + ".cf"), "w") as f:
+            f.write(r.stdout)
 
     def cf_option(self, name):
         """The value of `O name=value` in the generated sendmail.cf (None if absent)."""
@@ -317,6 +331,18 @@ class Sendmail:
         for f in os.listdir(self.queue_dir):
             out[f[:2] if f[:2] in out else "other"] += 1
         return out
+
+    def submit(self, sender, recipients, subject="local submission", msp=True, timeout=60):
+        """A program's submission: `sendmail -i -f SENDER RCPT...` through the
+        MSP (submit.cf, as Debian's /usr/sbin/sendmail does), or straight
+        into the MTA binary with sendmail.cf (msp=False). Returns the
+        CompletedProcess."""
+        msg = harness.make_message(sender, recipients, subject)
+        return subprocess.run([self.submit_cmd if msp else self.sm, "-i", "-f", sender, "--",
+                               *recipients], input=msg, capture_output=True, timeout=timeout)
+
+    def client_queue_files(self):
+        return os.listdir(os.path.join(self.run, "clientmqueue"))
 
     def run_queue(self, qid):
         """Deliver one queued message now (sendmail -qI<qid>)."""

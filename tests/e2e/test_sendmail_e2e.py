@@ -239,6 +239,28 @@ class SendmailE2E(h.ScratchTestCase):
         env.sink.wait_count(5, timeout=20)
         sm2.stop()
 
+    def test_local_submission(self):
+        """A program's sendmail(1) goes through the MSP (submit.cf, Debian's
+        default), which hands it over SMTP to the MTA: counted like any
+        client (cap 1, hold: 1 delivered, 2 quarantined). The MTA binary run
+        with sendmail.cf itself is not filtered (milters see SMTP only)."""
+        env = self.env(one_limit("hold", cap=1))
+        for i in range(3):
+            p = env.sendmail.submit("cron@example.com", ["rcpt@example.net"])
+            self.assertEqual(p.returncode, 0, p.stderr)
+        d = self.assertDecisions(env.sendguard, ["accept", "hold", "hold"])
+        self.assertEqual({x["identity"] for x in d}, {"<cron@example.com>"})
+        self.assertSettled(env, sink=1, held=2, note="MSP submissions")
+        self.assertEqual(env.sendmail.client_queue_files(), [], "nothing left in clientmqueue")
+        # the MTA binary with its own sendmail.cf: delivered, never seen by sendguard
+        mark = env.sendguard.log_size()
+        p = env.sendmail.submit("cron@example.com", ["rcpt@example.net"], msp=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        env.sink.wait_count(2, timeout=20)
+        time.sleep(0.5)
+        self.assertEqual(env.sendguard.decisions(mark), [], "no milter for command-line mail")
+        self.assertClean(env)
+
     def test_lockdown_release(self):
         """The block workflow on Sendmail: the stand-in API blocks the
         account -> lockdown -> its mail is quarantined and the ids recorded ->
