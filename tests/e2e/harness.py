@@ -1246,14 +1246,18 @@ class MailEnv:
 
     def __init__(self, scratch, binary=None, config=None, socket="unix", extra_main=None,
                  **postfix_kw):
+        self.sink_and_sendguard(scratch, binary, config, socket)
+        self.postfix = Postfix(scratch.sub("postfix"), self.sink.port,
+                               milter=self.sendguard.socket if self.sendguard else None,
+                               extra_main=extra_main, **postfix_kw)
+        self.mta = self.postfix     # what start/stop/smtp use (sendmail_harness: a Sendmail)
+
+    def sink_and_sendguard(self, scratch, binary, config, socket):
         self.scratch = scratch
         self.sink = SmtpSink(scratch.sub("sink"))
         self.sendguard = None
         if config is not None:
             self.sendguard = Sendguard(binary, scratch.sub("sendguard"), config, socket=socket)
-        self.postfix = Postfix(scratch.sub("postfix"), self.sink.port,
-                               milter=self.sendguard.socket if self.sendguard else None,
-                               extra_main=extra_main, **postfix_kw)
 
     def start(self):
         try:
@@ -1261,8 +1265,8 @@ class MailEnv:
             self.sink.start()
             if self.sendguard:
                 self.sendguard.start()
-            self.postfix.start()
-            log(f"mail env up in {time.monotonic() - t0:.1f}s: smtpd {self.postfix.smtpd_port}, "
+            self.mta.start()
+            log(f"mail env up in {time.monotonic() - t0:.1f}s: {self.mta!r}, "
                 f"sink {self.sink.port}, milter {self.sendguard.socket if self.sendguard else '-'}")
         except BaseException:
             self.stop()
@@ -1270,7 +1274,7 @@ class MailEnv:
         return self
 
     def stop(self):
-        for part in (self.postfix, self.sendguard, self.sink):
+        for part in (self.mta, self.sendguard, self.sink):
             if part is not None:
                 try:
                     part.stop()
@@ -1285,7 +1289,7 @@ class MailEnv:
         return False
 
     def smtp(self, count, sender, recipients=("rcpt@example.net",), **kw):
-        return smtp_send(self.postfix.smtpd_port, count, sender, recipients, **kw)
+        return smtp_send(self.mta.smtpd_port, count, sender, recipients, **kw)
 
     def accounted(self):
         """(sink count, queue counts): where every message is now."""
@@ -1322,6 +1326,22 @@ try:
         harness are stopped before the verdict is known (cleanups)."""
 
         scratch_prefix = "sg-test-"
+
+        def diagnostics(self):
+            """Text printed on stderr when the test fails (override it)."""
+            return None
+
+        def _callTestMethod(self, method):
+            try:
+                method()
+            except BaseException:
+                try:
+                    text = self.diagnostics()
+                except Exception as ex:          # pragma: no cover
+                    text = f"(diagnostics failed: {ex})"
+                if text:
+                    print("\n--- diagnostics ---\n" + text, file=sys.stderr)
+                raise
 
         def run(self, result=None):
             result = result if result is not None else self.defaultTestResult()

@@ -143,7 +143,7 @@ class Sendmail:
         self.submit_cmd = os.path.join(self.run, "submit")  # the MSP: sendmail -Ac -C submit.cf
         self.binary = os.path.join(self.root, "usr", "libexec", "sendmail", "sendmail")
         self.relay_port = relay_port
-        self.port = port or harness.free_port()
+        self.port = self.smtpd_port = port or harness.free_port()
         self.milter = milter
         self.snippet = snippet
         self.extra_mc = extra_mc
@@ -344,16 +344,7 @@ class Sendmail:
     def client_queue_files(self):
         return os.listdir(os.path.join(self.run, "clientmqueue"))
 
-    def run_queue(self, qid):
-        """Deliver one queued message now (sendmail -qI<qid>)."""
-        return self.cmd(f"-qI{qid}")
-
-    def maillog_text(self):
-        try:
-            with open(self.maillog, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+    maillog_text = harness.Postfix.maillog_text     # the whole of self.maillog, as text
 
 
 _MAILQ_ENTRY = re.compile(r"^([A-Za-z0-9]{8,})[*X-]?\s+\d+\s")
@@ -380,55 +371,19 @@ def parse_mailq(text):
     return entries
 
 
-class SendmailEnv:
-    """smtp-sink + sendguard + Sendmail in one scratch directory, the
-    counterpart of harness.MailEnv (same attributes: sink, sendguard; the MTA
-    is .sendmail, and .postfix is None)."""
+class SendmailEnv(harness.MailEnv):
+    """smtp-sink + sendguard + Sendmail in one scratch directory: harness.MailEnv
+    (start, stop, smtp, the sink and sendguard attributes) with a Sendmail as
+    its MTA (.sendmail; .postfix is None)."""
 
     postfix = None
 
     def __init__(self, scratch, binary=None, config=None, socket="unix", **sendmail_kw):
-        self.scratch = scratch
-        self.sink = harness.SmtpSink(scratch.sub("sink"))
-        self.sendguard = None
-        if config is not None:
-            self.sendguard = harness.Sendguard(binary, scratch.sub("sendguard"), config,
-                                               socket=socket)
+        self.sink_and_sendguard(scratch, binary, config, socket)
         self.sendmail = Sendmail(scratch.sub("sendmail"), self.sink.port,
                                  milter=self.sendguard.socket if self.sendguard else None,
                                  **sendmail_kw)
-
-    def start(self):
-        try:
-            t0 = time.monotonic()
-            self.sink.start()
-            if self.sendguard:
-                self.sendguard.start()
-            self.sendmail.start()
-            log(f"sendmail env up in {time.monotonic() - t0:.1f}s: smtpd {self.sendmail.port}, "
-                f"sink {self.sink.port}, milter {self.sendguard.socket if self.sendguard else '-'}")
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self):
-        for part in (self.sendmail, self.sendguard, self.sink):
-            if part is not None:
-                try:
-                    part.stop()
-                except Exception as e:
-                    log(f"stopping {part!r}: {e}")
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
-    def smtp(self, count, sender, recipients=("rcpt@example.net",), **kw):
-        return harness.smtp_send(self.sendmail.port, count, sender, recipients, **kw)
+        self.mta = self.sendmail
 
     def release(self, qids, *extra_args):
         """Run contrib/sendmail/sendguard-release-sendmail -S <sm> with the

@@ -49,16 +49,9 @@ class SendmailE2E(h.ScratchTestCase):
         env.start()
         return env
 
-    def _callTestMethod(self, method):          # diagnostics on failure
-        try:
-            method()
-        except BaseException:
-            if getattr(self, "_env", None) is not None:
-                try:
-                    print("\n--- diagnostics ---\n" + self._env.diagnostics(), file=sys.stderr)
-                except Exception as ex:          # pragma: no cover
-                    print(f"(diagnostics failed: {ex})", file=sys.stderr)
-            raise
+    def diagnostics(self):                       # printed when a test fails
+        env = getattr(self, "_env", None)
+        return env.diagnostics() if env is not None else None
 
     def send_as_login(self, env, count, login=LOGIN, password=PASSWORD):
         """count messages authenticated as login, cycling through SENDERS."""
