@@ -194,7 +194,8 @@ class Sendmail:
                                    f"mech_list: PLAIN LOGIN\nsasldb_path: {run}/sasldb2\n"),
         }
         with open("/etc/nsswitch.conf") as f:
-            files["nsswitch.conf"] = re.sub(r"(?m)^hosts:.*$", "hosts: files", f.read())
+            nss = re.sub(r"(?m)^hosts:.*\n?", "", f.read())
+        files["nsswitch.conf"] = nss + ("" if nss.endswith("\n") or not nss else "\n") + "hosts: files\n"
         for name, text in files.items():
             with open(os.path.join(run, name), "w") as f:
                 f.write(text)

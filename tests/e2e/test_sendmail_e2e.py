@@ -16,6 +16,7 @@ or download is a FAIL, never a skip.
 """
 import os
 import re
+import signal
 import sys
 import time
 import unittest
@@ -231,6 +232,33 @@ class SendmailE2E(h.ScratchTestCase):
         self.assertEqual(res[0].code, 250, f"without F=T the message is accepted unchecked: {res}")
         env.sink.wait_count(5, timeout=20)
         sm2.stop()
+
+    def test_sendguard_stalled(self):
+        """sendguard alive but not answering (SIGSTOP): Sendmail gives up
+        after the filter's T= timeouts and, with F=T, answers 4xx; nothing
+        passes unchecked. Once it answers again mail flows."""
+        with open(smh.SNIPPET) as f:
+            snippet = f.read().replace("T=C:10s;S:30s;R:30s;E:2m", "T=C:2s;S:2s;R:2s;E:5s")
+        env = self.env(one_limit("hold"), snippet=snippet)
+        self.assertEqual(env.smtp(1, SENDERS[0])[0].code, 250)
+        env.sink.wait_count(1)
+        pid = env.sendguard.pid
+        os.kill(pid, signal.SIGSTOP)
+        self.addCleanup(lambda: os.kill(pid, signal.SIGCONT) if env.sendguard.alive() else None)
+        t0 = time.monotonic()
+        res = env.smtp(2, SENDERS[0])
+        took = time.monotonic() - t0
+        self.assertEqual([r.code // 100 for r in res], [4, 4], res)
+        h.log(f"sendguard stalled: {res[0].stage} {res[0].code} {res[0].text} ({took:.1f}s for 2)")
+        self.assertRegex(env.sendmail.maillog_text(), r"Milter \(sendguard\): timeout",
+                         "Sendmail logs the filter's timeout")
+        os.kill(pid, signal.SIGCONT)
+        mark = env.sendguard.log_size()
+        res = env.smtp(2, SENDERS[0])
+        self.assertEqual([r.code for r in res], [250, 250], res)
+        self.assertDecisions(env.sendguard, ["accept", "accept"], since=mark)
+        self.assertSettled(env, sink=3, held=0, note="sendguard answering again")
+        self.assertClean(env)
 
     def test_local_submission(self):
         """A program's sendmail(1) goes through the MSP (submit.cf, Debian's
