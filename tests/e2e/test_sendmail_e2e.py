@@ -17,6 +17,7 @@ or download is a FAIL, never a skip.
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 import unittest
@@ -102,6 +103,48 @@ class SendmailE2E(h.ScratchTestCase):
             self.assertIn(m, envfrom, f"Milter.macros.envfrom={envfrom}")
         self.assertIn("i", eom, f"Milter.macros.eom={eom}")
         self.assertIn("{msg_id}", eom, f"Sendmail's default kept: {eom}")
+
+    def test_release_script_checks(self):
+        """contrib/sendmail/sendguard-release-sendmail against a stand-in
+        sendmail that records its calls: an id that is a substring of another
+        quarantined id is not released (exit 75, sendguard keeps it), a
+        failing release is reported (75), -C is passed on, ids not in the
+        quarantine are left alone, one delivery run carries every released id."""
+        d = self.scratch.sub("stub")
+        calls = os.path.join(d, "calls")
+        stub = os.path.join(d, "sendmail")
+        with open(stub, "w") as f:
+            f.write(f"""#!/bin/sh
+echo "$*" >> {calls}
+case "$*" in
+*"-bp -qQ") printf '%s\\n' '-----Q-ID----- --Size-- -----Q-Time----- ------------Sender/Recipient-----------' \\
+    'AAAA1111       12 Wed Dec  2 12:36 <a@example.com>' '     QUARANTINE: x' '                 <r@example.net>' \\
+    'AAAA11112      12 Wed Dec  2 12:36 <a@example.com>' '     QUARANTINE: x' '                 <r@example.net>' \\
+    'BBBB2222*      12 Wed Dec  2 12:36 <a@example.com>' '     QUARANTINE: x' '                 <r@example.net>' \\
+    'FAIL3333       12 Wed Dec  2 12:36 <a@example.com>' '     QUARANTINE: x' '                 <r@example.net>' \\
+    '		Total requests: 4' ;;
+*-qIFAIL3333*-Q) echo "cannot lock" >&2; exit 75 ;;
+esac
+exit 0
+""")
+        os.chmod(stub, 0o755)
+        p = subprocess.run([smh.RELEASE_SCRIPT, "-S", stub, "-C", "/etc/mail/x.cf"],
+                           input="AAAA1111\nBBBB2222\nFAIL3333\nAAAA11112\nCCCC4444\n",
+                           capture_output=True, text=True, timeout=30)
+        with open(calls) as f:
+            got = f.read().splitlines()
+        self.assertEqual(p.returncode, 75, p.stderr)
+        self.assertIn("AAAA1111 is part of 2 quarantined queue ids", p.stderr)
+        self.assertIn("sendmail -qIFAIL3333 -qQ -Q failed: cannot lock", p.stderr)
+        self.assertIn("released 2 message(s)", p.stdout)
+        self.assertEqual(got, ["-C /etc/mail/x.cf -bp -qQ",
+                               "-C /etc/mail/x.cf -qIBBBB2222 -qQ -Q",
+                               "-C /etc/mail/x.cf -qIFAIL3333 -qQ -Q",
+                               "-C /etc/mail/x.cf -qIAAAA11112 -qQ -Q",
+                               "-C /etc/mail/x.cf -qIBBBB2222 -qIAAAA11112"])
+        p = subprocess.run([smh.RELEASE_SCRIPT, "-S", stub, "extra-arg"], input="",
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 64, "ids come on stdin only")
 
     def test_tempfail(self):
         """Cap N, tempfail: 3N messages from one SMTP AUTH login behind three
