@@ -306,8 +306,10 @@ exit 0
     def test_local_submission(self):
         """A program's sendmail(1) goes through the MSP (submit.cf, Debian's
         default), which hands it over SMTP to the MTA: counted like any
-        client (cap 1, hold: 1 delivered, 2 quarantined). The MTA binary run
-        with sendmail.cf itself is not filtered (milters see SMTP only)."""
+        client (cap 1, hold: 1 delivered, 2 quarantined); with sendguard down
+        the MSP keeps the message in its queue and its queue run delivers it
+        once sendguard is back. The MTA binary run with sendmail.cf itself is
+        not filtered (milters see SMTP only)."""
         env = self.env(one_limit("hold", cap=1))
         for i in range(3):
             p = env.sendmail.submit("cron@example.com", ["rcpt@example.net"])
@@ -316,11 +318,28 @@ exit 0
         self.assertEqual({x["identity"] for x in d}, {"<cron@example.com>"})
         self.assertSettled(env, sink=1, held=2, note="MSP submissions")
         self.assertEqual(env.sendmail.client_queue_files(), [], "nothing left in clientmqueue")
+        # sendguard down: the MTA answers 4xx, the MSP keeps the message in
+        # its own queue (nothing lost, nothing unchecked) until its queue run
+        env.sendguard.stop()
+        p = env.sendmail.submit("other@example.com", ["rcpt@example.net"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len([f for f in env.sendmail.client_queue_files() if f.startswith("qf")]),
+                         1, "kept in clientmqueue while sendguard is down")
+        time.sleep(0.5)
+        self.assertEqual(env.sink.count(), 1)
+        env.sendguard.start()
+        mark = env.sendguard.log_size()
+        r = subprocess.run([env.sendmail.submit_cmd, "-q"], capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([x["identity"] for x in env.sendguard.wait_decisions(1, since=mark)],
+                         ["<other@example.com>"])
+        env.sink.wait_count(2, timeout=20)
+        self.assertEqual(env.sendmail.client_queue_files(), [])
         # the MTA binary with its own sendmail.cf: delivered, never seen by sendguard
         mark = env.sendguard.log_size()
         p = env.sendmail.submit("cron@example.com", ["rcpt@example.net"], msp=False)
         self.assertEqual(p.returncode, 0, p.stderr)
-        env.sink.wait_count(2, timeout=20)
+        env.sink.wait_count(3, timeout=20)
         time.sleep(0.5)
         self.assertEqual(env.sendguard.decisions(mark), [], "no milter for command-line mail")
         self.assertClean(env)
