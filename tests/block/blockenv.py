@@ -249,7 +249,7 @@ class BlockEnv:
     """stand-in + redis + (sink, sendguard, Postfix) for one offer's account."""
 
     def __init__(self, scratch, offer, binary, ctl_binary, blocked=(), extra_top=None,
-                 seed=True):
+                 seed=True, mail_env=None):
         self.scratch = scratch
         self.offer = offer
         self.acct = dict(ACCOUNTS[offer])
@@ -267,6 +267,9 @@ class BlockEnv:
         self.ovh_conf = scratch.file("ovh.conf")
         self.extra_top = dict(extra_top or {})
         self.seed = seed
+        # the MTA side: harness.MailEnv (Postfix) unless told otherwise, e.g.
+        # tests/e2e/sendmail_harness.SendmailEnv (same sendguard/sink attributes)
+        self.mail_env = mail_env or harness.MailEnv
         self.env = None
         self.sg = None
         self.postfix = None
@@ -329,7 +332,7 @@ class BlockEnv:
         self.redis.start()
         if self.seed:
             seed_baseline(self.redis, self.address)
-        self.env = harness.MailEnv(self.scratch, self.binary, config=self.sendguard_text)
+        self.env = self.mail_env(self.scratch, self.binary, config=self.sendguard_text)
         self.sg, self.postfix, self.sink = self.env.sendguard, self.env.postfix, self.env.sink
         self.sg.user = None                # "root" from the config
         self.sg.env = clean_env(self.home, {k: v for k, v in self.sg.env.items()

@@ -839,9 +839,12 @@ class Postfix:
     everything to [127.0.0.1]:relay_port; logs to workdir/maillog.
 
     milter: libmilter socket spec of sendguard (smtpd_milters and
-    non_smtpd_milters), or None for a plain relay."""
+    non_smtpd_milters), or None for a plain relay.
+    sasl_users: {login: password}: SMTP AUTH with Cyrus SASL from a sasldb
+    (see sasl_setup); sasl_realm: smtpd_sasl_local_domain (None: unset)."""
 
-    def __init__(self, workdir, relay_port, milter=None, smtpd_port=None, extra_main=None):
+    def __init__(self, workdir, relay_port, milter=None, smtpd_port=None, extra_main=None,
+                 sasl_users=None, sasl_realm=None):
         self.workdir = workdir
         self.config_dir = os.path.join(workdir, "etc")
         self.queue_dir = os.path.join(workdir, "spool")
@@ -851,6 +854,8 @@ class Postfix:
         self.smtpd_port = smtpd_port or free_port()
         self.milter = milter
         self.extra_main = dict(extra_main or {})
+        self.sasl_users = dict(sasl_users or {})
+        self.sasl_realm = sasl_realm
         self.started = False
 
     # -- configuration -----------------------------------------------------
@@ -926,7 +931,20 @@ class Postfix:
                 ("milter_command_timeout", "15s", None),
                 ("milter_content_timeout", "30s", None),
             ]
-        for k, v in self.extra_main.items():
+        if self.sasl_users:
+            settings += [
+                ("smtpd_sasl_auth_enable", "yes", "SMTP AUTH (Cyrus SASL, sasldb: see sasl_setup)"),
+                ("smtpd_sasl_type", "cyrus", None),
+                ("smtpd_sasl_path", "smtpd",
+                 "Debian's Postfix reads $config_directory/sasl/smtpd.conf for it"),
+                ("smtpd_sasl_security_options", "noanonymous", "plain text is fine on loopback"),
+                ("smtpd_sasl_local_domain", self.sasl_realm or "",
+                 "set: {auth_authen} arrives as login@realm"),
+            ]
+        extra = dict(self.extra_main)       # a test's value replaces the default in place
+        settings = [(k, extra.pop(k), "test-specific (default replaced)") if k in extra
+                    else (k, v, why) for k, v, why in settings]
+        for k, v in extra.items():
             settings.append((k, v, "test-specific"))
         out = ["# throwaway Postfix written by tests/e2e/harness.py"]
         for k, v, why in settings:
@@ -947,6 +965,30 @@ class Postfix:
             f.write(self.main_cf())
         with open(os.path.join(self.config_dir, "master.cf"), "w") as f:
             f.write(MASTER_CF.format(smtpd_addr=f"{LOOPBACK}:{self.smtpd_port}"))
+        if self.sasl_users:
+            self.sasl_setup()
+
+    def sasl_setup(self):
+        """$config_directory/sasl/smtpd.conf (auxprop sasldb) and a sasldb
+        made by saslpasswd2 (sasl2-bin) with every user in the realm smtpd
+        will look them up in: smtpd_sasl_local_domain, else myhostname."""
+        saslpasswd2 = require_tool("saslpasswd2", "sasl2-bin")
+        d = os.path.join(self.config_dir, "sasl")
+        os.makedirs(d, exist_ok=True)
+        os.chmod(d, 0o755)
+        db = os.path.join(self.workdir, "sasldb2")   # not in etc/: postfix check wants it root's
+        with open(os.path.join(d, "smtpd.conf"), "w") as f:
+            f.write(f"pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\n"
+                    f"sasldb_path: {db}\n")
+        for login, pw in self.sasl_users.items():
+            r = subprocess.run([saslpasswd2, "-f", db, "-p", "-c", "-u",
+                                self.sasl_realm or "sg-e2e.example", login],
+                               input=pw, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise HarnessError(f"saslpasswd2 {login}: {r.stderr}")
+        pw = pwd.getpwnam("postfix")
+        os.chown(db, pw.pw_uid, pw.pw_gid)      # smtpd reads it as `postfix`
+        os.chmod(db, 0o600)
 
     # -- commands ------------------------------------------------------------
     def _run(self, args, check=True, timeout=60, input=None):
@@ -1123,8 +1165,9 @@ class SmtpResult:
 
     def __init__(self, stage, code, text):
         self.stage, self.code, self.text = stage, code, text
-        m = re.search(r"queued as ([0-9A-Za-z]+)", text)
-        self.qid = m.group(1) if m else None
+        # Postfix: "2.0.0 Ok: queued as 4F2A1C3"; Sendmail: "2.0.0 6B2B99jb019208 Message accepted"
+        m = re.search(r"queued as ([0-9A-Za-z]+)|^2\.0\.0 ([0-9A-Za-z]+) Message accepted", text)
+        self.qid = (m.group(1) or m.group(2)) if m else None
 
     @property
     def klass(self):
@@ -1135,16 +1178,23 @@ class SmtpResult:
 
 
 def smtp_send(port, count, sender, recipients=("rcpt@example.net",), host=LOOPBACK,
-              subject="smtp test", size=0, timeout=30, headers=None):
+              subject="smtp test", size=0, timeout=30, headers=None, auth=None):
     """Send `count` messages, one SMTP session each (so an error limit or a
     421 never hides the next message). Returns a list of SmtpResult: stage
     'data' with the end-of-data reply when DATA was reached, else the
-    refusing stage ('connect', 'mail', 'rcpt')."""
+    refusing stage ('auth', 'connect', 'mail', 'rcpt'). auth: (login,
+    password) for SMTP AUTH (PLAIN/LOGIN, as smtplib picks) before MAIL."""
     results = []
     for _ in range(count):
         try:
             with smtplib.SMTP(host, port, local_hostname="client.example", timeout=timeout) as s:
                 code, text = s.ehlo()
+                if auth is not None:
+                    try:
+                        s.login(*auth)
+                    except smtplib.SMTPAuthenticationError as e:
+                        results.append(SmtpResult("auth", e.smtp_code, e.smtp_error.decode(errors="replace")))
+                        continue
                 code, text = s.mail(sender)
                 if code >= 400:
                     results.append(SmtpResult("mail", code, text.decode(errors="replace")))
@@ -1201,15 +1251,20 @@ class MailEnv:
 
     config=None: no milter (plain relay, for harness smoke tests)."""
 
-    def __init__(self, scratch, binary=None, config=None, socket="unix", extra_main=None):
+    def __init__(self, scratch, binary=None, config=None, socket="unix", extra_main=None,
+                 **postfix_kw):
+        self.sink_and_sendguard(scratch, binary, config, socket)
+        self.postfix = Postfix(scratch.sub("postfix"), self.sink.port,
+                               milter=self.sendguard.socket if self.sendguard else None,
+                               extra_main=extra_main, **postfix_kw)
+        self.mta = self.postfix     # what start/stop/smtp use (sendmail_harness: a Sendmail)
+
+    def sink_and_sendguard(self, scratch, binary, config, socket):
         self.scratch = scratch
         self.sink = SmtpSink(scratch.sub("sink"))
         self.sendguard = None
         if config is not None:
             self.sendguard = Sendguard(binary, scratch.sub("sendguard"), config, socket=socket)
-        self.postfix = Postfix(scratch.sub("postfix"), self.sink.port,
-                               milter=self.sendguard.socket if self.sendguard else None,
-                               extra_main=extra_main)
 
     def start(self):
         try:
@@ -1217,8 +1272,8 @@ class MailEnv:
             self.sink.start()
             if self.sendguard:
                 self.sendguard.start()
-            self.postfix.start()
-            log(f"mail env up in {time.monotonic() - t0:.1f}s: smtpd {self.postfix.smtpd_port}, "
+            self.mta.start()
+            log(f"mail env up in {time.monotonic() - t0:.1f}s: {self.mta!r}, "
                 f"sink {self.sink.port}, milter {self.sendguard.socket if self.sendguard else '-'}")
         except BaseException:
             self.stop()
@@ -1226,7 +1281,7 @@ class MailEnv:
         return self
 
     def stop(self):
-        for part in (self.postfix, self.sendguard, self.sink):
+        for part in (self.mta, self.sendguard, self.sink):
             if part is not None:
                 try:
                     part.stop()
@@ -1241,7 +1296,7 @@ class MailEnv:
         return False
 
     def smtp(self, count, sender, recipients=("rcpt@example.net",), **kw):
-        return smtp_send(self.postfix.smtpd_port, count, sender, recipients, **kw)
+        return smtp_send(self.mta.smtpd_port, count, sender, recipients, **kw)
 
     def accounted(self):
         """(sink count, queue counts): where every message is now."""
@@ -1285,6 +1340,22 @@ try:
         harness are stopped before the verdict is known (cleanups)."""
 
         scratch_prefix = "sg-test-"
+
+        def diagnostics(self):
+            """Text printed on stderr when the test fails (override it)."""
+            return None
+
+        def _callTestMethod(self, method):
+            try:
+                method()
+            except BaseException:
+                try:
+                    text = self.diagnostics()
+                except Exception as ex:          # pragma: no cover
+                    text = f"(diagnostics failed: {ex})"
+                if text:
+                    print("\n--- diagnostics ---\n" + text, file=sys.stderr)
+                raise
 
         def run(self, result=None):
             result = result if result is not None else self.defaultTestResult()

@@ -20,6 +20,9 @@ import harness as h  # noqa: E402
 N = 5                    # the cap: N messages per hour
 SENDER = "alice@example.com"
 OTHER = "bob@example.org"
+SASL_USERS = {"alice": "Al1ce-secret", "bob": "B0b-secret"}
+# one SMTP AUTH login behind several envelope senders (an application, a scanner, a fax)
+SASL_SENDERS = ["app@example.com", "scanner@example.org", "fax@example.net"]
 
 
 def one_limit(action, cap=N, window="1h"):
@@ -29,12 +32,12 @@ def one_limit(action, cap=N, window="1h"):
 class E2E(h.ScratchTestCase):
     scratch_prefix = "sg-e2e-"
 
-    def env(self, limits=None, accounts=(), milter=True, socket="unix"):
+    def env(self, limits=None, accounts=(), milter=True, socket="unix", **postfix_kw):
         if milter:
             cfg = (lambda sock: h.sendguard_config(sock, limits, accounts))
-            env = h.MailEnv(self.scratch, h.sendguard_binary(), cfg, socket=socket)
+            env = h.MailEnv(self.scratch, h.sendguard_binary(), cfg, socket=socket, **postfix_kw)
         else:
-            env = h.MailEnv(self.scratch)
+            env = h.MailEnv(self.scratch, **postfix_kw)
         self.addCleanup(env.stop)
         env.start()
         self._env = env
@@ -231,6 +234,86 @@ class E2E(h.ScratchTestCase):
         env.sendguard.start()
         env.sink.wait_count(2, timeout=60)
         self.assertAccounted(env, sink=2, hold=0, note="after sendguard came back")
+
+    # -- SMTP AUTH (Cyrus SASL, sasldb) and the macros ----------------------
+    def send_as_login(self, env, count, login, password):
+        res = []
+        for i in range(count):
+            res += env.smtp(1, SASL_SENDERS[i % len(SASL_SENDERS)], auth=(login, password))
+        return res
+
+    def test_sasl_identity(self):
+        """SMTP AUTH through Postfix: the identity is the login
+        ({auth_authen}); one login behind three envelope senders is one
+        account with one budget; the same senders unauthenticated, and
+        another login, have their own; a failed login is never counted."""
+        env = self.env(one_limit("tempfail", cap=3), sasl_users=SASL_USERS)
+        res = self.send_as_login(env, 9, "alice", SASL_USERS["alice"])
+        self.assertEqual([r.code for r in res], [250] * 3 + [451] * 6, res)
+        bad = env.smtp(1, SASL_SENDERS[0], auth=("alice", "wrong-password"))
+        self.assertEqual((bad[0].stage, bad[0].code), ("auth", 535), bad)
+        other = env.smtp(1, SASL_SENDERS[0]) + self.send_as_login(env, 1, "bob", SASL_USERS["bob"])
+        self.assertEqual([r.code for r in other], [250, 250], other)
+        self.assertAccounted(env, sink=5, hold=0, note="SASL identities")
+        d = self.assertDecisions(env.sendguard, ["accept"] * 3 + ["tempfail"] * 6 + ["accept"] * 2)
+        self.assertEqual([x["identity"] for x in d],
+                         ["<alice>"] * 9 + [f"<{SASL_SENDERS[0]}>", "<bob>"])
+        self.assertEqual([x["account"] for x in d], [x["identity"] for x in d])
+        self.assertSanitizerClean(env)
+
+    def test_sasl_local_domain(self):
+        """With smtpd_sasl_local_domain set, Postfix hands {auth_authen} on
+        as login@realm: an account's senders must name it that way (here
+        "alice@*"), and then every message of the login counts against it."""
+        acct = {"address": "relay@example.com", "offer": "mxplan", "service": "mx1",
+                "senders": ["alice@*"]}
+        env = self.env(one_limit("tempfail", cap=2), accounts=[acct],
+                       sasl_users=SASL_USERS, sasl_realm="example.com")
+        res = self.send_as_login(env, 3, "alice", SASL_USERS["alice"])
+        self.assertEqual([r.code for r in res], [250, 250, 451], res)
+        d = self.assertDecisions(env.sendguard, ["accept", "accept", "tempfail"])
+        self.assertEqual({x["identity"] for x in d}, {"<alice@example.com>"})
+        self.assertEqual({x["account"] for x in d}, {"<relay@example.com>"})
+        self.assertAccounted(env, sink=2, hold=0, note="SASL realm")
+        self.assertSanitizerClean(env)
+
+    def test_macros_not_configured(self):
+        """milter_mail_macros and milter_end_of_data_macros without i or
+        {auth_authen}: sendguard asks for both when it negotiates (milter
+        protocol 6) and Postfix sends them: identity and queue id are right,
+        no warning."""
+        env = self.env(one_limit("hold", cap=1), sasl_users=SASL_USERS,
+                       extra_main={"milter_mail_macros": "{mail_addr}",
+                                   "milter_end_of_data_macros": ""})
+        res = self.send_as_login(env, 2, "alice", SASL_USERS["alice"])
+        self.assertEqual([r.code for r in res], [250, 250], res)
+        d = self.assertDecisions(env.sendguard, ["accept", "hold"])
+        self.assertEqual([x["qid"] for x in d], [r.qid for r in res])
+        self.assertEqual({x["identity"] for x in d}, {"<alice>"})
+        self.assertAccounted(env, sink=1, hold=1, note="macros not configured")
+        self.assertNotIn(b"sends no {i} macro", env.sendguard.log_bytes())
+        self.assertSanitizerClean(env)
+
+    def test_macros_missing(self):
+        """An MTA that sends no i (Postfix speaking milter protocol 2, which
+        has no macro negotiation, without i in its lists): decisions log
+        qid=- and sendguard warns once, naming the setting to fix. Hold
+        still works (Postfix offers quarantine at protocol 2 too), but such
+        mail is held without a queue id sendguard could release."""
+        env = self.env(one_limit("hold", cap=1), sasl_users=SASL_USERS,
+                       extra_main={"milter_protocol": "2",
+                                   "milter_mail_macros": "{auth_authen} {mail_addr}",
+                                   "milter_end_of_data_macros": ""})
+        res = self.send_as_login(env, 3, "alice", SASL_USERS["alice"])
+        self.assertEqual([r.code for r in res], [250, 250, 250], res)
+        d = self.assertDecisions(env.sendguard, ["accept", "hold", "hold"])
+        self.assertEqual({x["qid"] for x in d}, {"-"}, [x["_line"] for x in d])
+        self.assertEqual({x["identity"] for x in d}, {"<alice>"})
+        log = env.sendguard.log_bytes().decode("latin-1")
+        self.assertEqual(log.count("the MTA sends no {i} macro"), 1, log)
+        self.assertIn("milter_end_of_data_macros = i", log)
+        self.assertAccounted(env, sink=1, hold=2, note="macros missing")
+        self.assertSanitizerClean(env)
 
     def test_load_smtp_source(self):
         """smtp-source load under the cap: every message checked once and
