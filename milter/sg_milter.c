@@ -295,7 +295,8 @@ static void check_macros(const struct msgctx *m)
         atomic_fetch_add(&n_auth, 1);
     if (m->qid == NULL && sg_log_ratelimit(&warned_noqid, 3600))
         sg_log(LOG_WARNING, "the MTA sends no {i} macro: queue ids will be missing from logs"
-               " and held mail cannot be tracked; Postfix: milter_end_of_data_macros = i");
+               " and held mail cannot be tracked; Postfix: milter_end_of_data_macros = i;"
+               " Sendmail: confMILTER_MACROS_EOM with {i}");
     if (n == MACRO_WARN_AFTER && atomic_load(&n_auth) == 0 &&
         sg_log_ratelimit(&warned_noauth, 3600))
         sg_log(LOG_WARNING, "no {auth_authen} macro in %d messages: identities fall back to the"

@@ -651,6 +651,33 @@ def case_observe(binary, scratch):
     r.finish()
 
 
+@case
+def case_macros_missing(binary, scratch):
+    """An MTA that sends neither i nor {auth_authen}: decisions log qid=-,
+    the identity is the envelope sender, "the MTA sends no {i} macro" is
+    logged once (not per message), and after 100 messages without a login
+    "no {auth_authen} macro in 100 messages" once."""
+    r = Run(binary, scratch, one_limit_config(100000, "tempfail")).start()
+    c = r.client()
+    c.negotiate()
+    c.connect("client.example", "192.0.2.9")
+    for i in range(101):
+        res = c.message(f"<app{i % 3}@example.com>", ["<r@example.net>"])
+        check(res.verdict == "accept", f"message {i}: {res}")
+    c.quit()
+    d = r.decisions(101)
+    check({x.get("qid") for x in d} == {"-"}, {x.get("qid") for x in d})
+    check({x.get("identity") for x in d} == {f"<app{k}@example.com>" for k in range(3)},
+          {x.get("identity") for x in d})
+    lines = r.sg.log_lines()
+    noi = [ln for ln in lines if "the MTA sends no {i} macro" in ln]
+    noauth = [ln for ln in lines if "no {auth_authen} macro in 100 messages" in ln]
+    check(len(noi) == 1, f"{len(noi)} warnings about the missing i macro")
+    check(len(noauth) == 1, f"{len(noauth)} warnings about the missing {{auth_authen}} macro")
+    check("milter_end_of_data_macros = i" in noi[0] and "confMILTER_MACROS_EOM" in noi[0], noi[0])
+    r.finish()
+
+
 EXPECTED_STEPS = ["NOHELO", "NOUNKNOWN", "NODATA", "NOEOH", "NR_CONN", "NR_MAIL", "NR_RCPT",
                   "NR_HDR", "NR_BODY"]
 
