@@ -10,7 +10,8 @@ One test (ctest: pkg_deb), in order:
   3. `dpkg -i` the .deb; check the package's files, their modes and owners,
      the conffile, the dependencies (a package for every library the
      programs link), the sendguard user and group, postfix in that group,
-     the socket directory in Postfix's chroot;
+     the socket directory in Postfix's chroot; the same made again by the
+     file trigger on /usr/sbin/postfix (Postfix installed later);
   4. `sendguard -t -c /etc/sendguard/sendguard.conf`;
   5. the installed daemon with the installed configuration, in the
      foreground (no systemd here): it runs as sendguard, its socket is
@@ -376,6 +377,7 @@ class Package(h.ScratchTestCase):
         self.assertPath(SPOOL_DIR, "d", 0o750, "sendguard", "postfix")
         # Dependencies: a package in Depends for every library a program
         # links (its NEEDED entries), as dh_shlibdeps should have made them.
+        links = []     # (program, soname, resolved path)
         for exe in ("/usr/sbin/sendguard", "/usr/sbin/sendguardctl"):
             needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]",
                                 run(["readelf", "-d", exe]).out)
@@ -384,26 +386,50 @@ class Package(h.ScratchTestCase):
             for soname in needed:
                 m = re.search(rf"^\s*{re.escape(soname)} => (\S+)", ldd, re.M)
                 self.assertTrue(m, f"{exe}: {soname} not resolved by ldd:\n{ldd}")
-                owner = self.package_of(m.group(1))
-                with self.subTest(exe=exe, lib=soname):
-                    self.assertIn(owner, self.dep_names,
-                                  f"{exe} links {soname} (package {owner}) but Depends is "
-                                  f"{depends!r}")
+                links.append((exe, soname, m.group(1)))
+        owners = self.packages_of([p for _, _, p in links])
+        for exe, soname, path in links:
+            with self.subTest(exe=exe, lib=soname):
+                self.assertIn(owners.get(path), self.dep_names,
+                              f"{exe} links {soname} ({path}, package {owners.get(path)}) but "
+                              f"Depends is {depends!r}")
         # statoverrides the postinst added
         r = run(["dpkg-statoverride", "--list", "/etc/sendguard*"], check=False)
         self.assertRegex(r.out, r"(?m)^root sendguard 0?750 /etc/sendguard$")
         self.assertRegex(r.out, rf"(?m)^root sendguard 0?640 {re.escape(CONF)}$")
 
-    def package_of(self, path):
-        real = os.path.realpath(path)
-        cands = {path, real}
-        for p in list(cands):
-            cands.add(p[4:] if p.startswith("/usr/") else "/usr" + p)
-        for p in cands:
-            r = run(["dpkg-query", "-S", p], check=False)
-            if r.returncode == 0:
-                return r.out.split(":", 1)[0].strip()
-        self.fail(f"no package owns {path} ({real})")
+    def check_trigger(self):
+        """Postfix installed after sendguard: dpkg's file trigger on
+        /usr/sbin/postfix makes the postinst prepare what configure would
+        have (simulated: undo it, activate the trigger, process it)."""
+        run(["deluser", "--quiet", "postfix", "sendguard"])
+        os.rmdir(SPOOL_DIR)
+        self.assertNotIn("postfix", grp.getgrnam("sendguard").gr_mem)
+        run(["dpkg-trigger", "--no-await", "/usr/sbin/postfix"])
+        dpkg(["--triggers-only", PKG], self.log)
+        self.assertIn("postfix", grp.getgrnam("sendguard").gr_mem,
+                      "the trigger did not add postfix to the sendguard group")
+        self.assertPath(SPOOL_DIR, "d", 0o750, "sendguard", "postfix")
+        self.assertEqual(pkg_status(), "ii")
+
+    def packages_of(self, paths):
+        """{path: the package that owns it}, in one dpkg-query (a library may
+        be known to dpkg under /usr/lib or /lib: merged /usr)."""
+        alias = {}
+        for p in paths:
+            for c in {p, os.path.realpath(p)}:
+                for a in (c, c[4:] if c.startswith("/usr/") else "/usr" + c):
+                    alias.setdefault(a, set()).add(p)
+        r = run(["dpkg-query", "-S", *sorted(alias)], check=False)
+        out = {}
+        for line in r.out.splitlines():
+            m = re.match(r"^([^:,\s]+)(?::[^:\s]+)?: (/\S+)$", line)
+            if m:
+                for p in alias.get(m.group(2), ()):
+                    out.setdefault(p, m.group(1))
+        missing = [p for p in paths if p not in out]
+        self.assertEqual(missing, [], f"no package owns these libraries:\n{r.out}")
+        return out
 
     def run_daemon(self):
         """The installed daemon, installed config, foreground; Postfix on its socket."""
@@ -529,6 +555,8 @@ class Package(h.ScratchTestCase):
             run(["systemctl", "stop", "sendguard"])
         self.phase("installed files")
         self.check_installed()
+        self.phase("Postfix installed later (trigger)")
+        self.check_trigger()
         self.phase("sendguard -t")
         r = run(["/usr/sbin/sendguard", "-t", "-c", CONF], check=False)
         self.assertEqual(r.returncode, 0, f"sendguard -t -c {CONF}: {r.out}")
