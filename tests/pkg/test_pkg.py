@@ -11,7 +11,8 @@ One test (ctest: pkg_deb), in order:
      the conffile, the dependencies (a package for every library the
      programs link), the sendguard user and group, postfix in that group,
      the socket directory in Postfix's chroot; the same made again by the
-     file trigger on /usr/sbin/postfix (Postfix installed later);
+     file trigger on /usr/sbin/postfix (Postfix installed later); a second
+     `dpkg -i` (the upgrade path) keeps all of it and an edited conffile;
   4. `sendguard -t -c /etc/sendguard/sendguard.conf`;
   5. the installed daemon with the installed configuration, in the
      foreground (no systemd here): it runs as sendguard, its socket is
@@ -412,6 +413,22 @@ class Package(h.ScratchTestCase):
         self.assertPath(SPOOL_DIR, "d", 0o750, "sendguard", "postfix")
         self.assertEqual(pkg_status(), "ii")
 
+    def check_reinstall(self):
+        """dpkg -i of the same version again (what an upgrade runs): the
+        maintainer scripts are idempotent, the permissions stay, an edited
+        conffile is kept."""
+        with open(CONF, "a") as f:
+            f.write("# edited by the package test\n")
+        dpkg(["-i", "--force-confold", self.deb], self.log)
+        self.assertEqual(pkg_status(), "ii")
+        with open(CONF) as f:
+            self.assertIn("# edited by the package test", f.read(), "the edited conffile was replaced")
+        self.assertPath("/etc/sendguard", "d", 0o750, "root", "sendguard")
+        self.assertPath(CONF, "f", 0o640, "root", "sendguard")
+        self.assertPath(SPOOL_DIR, "d", 0o750, "sendguard", "postfix")
+        r = run(["dpkg-statoverride", "--list"])
+        self.assertEqual(len(re.findall(r"/etc/sendguard", r.out)), 2, r.out)
+
     def packages_of(self, paths):
         """{path: the package that owns it}, in one dpkg-query (a library may
         be known to dpkg under /usr/lib or /lib: merged /usr)."""
@@ -557,6 +574,8 @@ class Package(h.ScratchTestCase):
         self.check_installed()
         self.phase("Postfix installed later (trigger)")
         self.check_trigger()
+        self.phase("reinstall (dpkg -i again: upgrade path)")
+        self.check_reinstall()
         self.phase("sendguard -t")
         r = run(["/usr/sbin/sendguard", "-t", "-c", CONF], check=False)
         self.assertEqual(r.returncode, 0, f"sendguard -t -c {CONF}: {r.out}")
