@@ -323,6 +323,8 @@ class Package(h.ScratchTestCase):
         self.changes = os.path.join(os.path.dirname(src), f"{PKG}_{self.version}_amd64.changes")
         self.assertTrue(os.path.isfile(self.deb), f"no {self.deb} after the build")
         self.src = src
+        # the objects are not needed any more (a failed test keeps its scratch dir)
+        shutil.rmtree(os.path.join(src, "debian", "build"), ignore_errors=True)
 
     def lintian(self):
         r = run(["lintian", "--pedantic", "-I", "--fail-on", "none", self.changes], timeout=180,
