@@ -499,7 +499,7 @@ int main(int argc, char **argv)
     sigset_t set;
     pthread_t thr;
     sg_conf_t *conf;
-    int opt, rc = MI_FAILURE;
+    int opt, ex, rc = MI_FAILURE;
 
     while ((opt = getopt(argc, argv, "c:ftVu:p:h")) != -1) {
         switch (opt) {
@@ -528,52 +528,67 @@ int main(int argc, char **argv)
         return 0;
     }
     sg_log_open("sendguard", s->syslog_facility, foreground);
-    st.path = strdup(st.path);
-    st.user = dup_or_null(opt_user != NULL ? opt_user : s->user != NULL ? s->user : "sendguard");
-    st.pidfile = dup_or_null(opt_pidfile != NULL ? opt_pidfile : s->pidfile);
-    st.socket = strdup(s->milter_socket);
-    if (st.path == NULL || st.user == NULL || st.socket == NULL ||
-        (st.pidfile == NULL && (opt_pidfile != NULL || s->pidfile != NULL)))
-        return EX_OSERR;
-    if (resolve_user(&st, s) != 0)
-        return EX_NOUSER;
-    snprintf(sg_rt.relay, sizeof(sg_rt.relay), "%s", s->relay_name);
-    sg_rt.tcp = strncmp(s->milter_socket, "inet", 4) == 0;
-    sg_rt.fallback = sg_store_memory_new(NULL, NULL);
-    sg_rt.primary = open_primary(s);
-    if (sg_rt.primary == NULL || sg_rt.fallback == NULL)
-        return SG_EX_CONFIG;
-
-    signal(SIGPIPE, SIG_IGN);
-    if (sg_ovh_global_init() != 0) {         /* before any thread */
-        sg_log(LOG_ERR, "curl_global_init failed");
-        return EX_SOFTWARE;
-    }
-    if (smfi_register(sg_milter_desc) != MI_SUCCESS) {
-        sg_log(LOG_ERR, "smfi_register failed");
-        return EX_SOFTWARE;
-    }
-    if (open_socket(&st, s->socket_mode, s->milter_timeout_s) != 0)
-        return EX_UNAVAILABLE;
-    /* Without -f: detach, once the socket is up (so a start that cannot
-     * listen fails in the foreground) and before any thread exists. */
-    if (!foreground && daemon(0, 0) != 0) {
-        sg_log(LOG_ERR, "cannot detach: %s", strerror(errno));
-        return EX_OSERR;
-    }
-    if (drop_privileges(&st) != 0 || (st.pidfile != NULL && write_pidfile(st.pidfile) != 0))
-        return EX_OSERR;
-    sg_conf_swap(conf);                       /* the current snapshot owns it now */
-    s = NULL;
-
-    /* Block, in every thread to come, the signals the main thread waits
-     * for (libmilter's own signal thread blocks the first three again). */
+    /* Block, from now on and in every thread to come, the signals the main
+     * thread waits for (libmilter's own signal thread blocks the first three
+     * again): a SIGTERM as soon as the socket accepts stays pending until
+     * wait_signals() takes it, instead of killing a half-started daemon. */
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    st.path = strdup(st.path);
+    st.user = dup_or_null(opt_user != NULL ? opt_user : s->user != NULL ? s->user : "sendguard");
+    st.pidfile = dup_or_null(opt_pidfile != NULL ? opt_pidfile : s->pidfile);
+    st.socket = strdup(s->milter_socket);
+    if (st.path == NULL || st.user == NULL || st.socket == NULL ||
+        (st.pidfile == NULL && (opt_pidfile != NULL || s->pidfile != NULL))) {
+        ex = EX_OSERR;
+        goto fail;
+    }
+    if (resolve_user(&st, s) != 0) {
+        ex = EX_NOUSER;
+        goto fail;
+    }
+    snprintf(sg_rt.relay, sizeof(sg_rt.relay), "%s", s->relay_name);
+    sg_rt.tcp = strncmp(s->milter_socket, "inet", 4) == 0;
+    sg_rt.fallback = sg_store_memory_new(NULL, NULL);
+    sg_rt.primary = open_primary(s);
+    if (sg_rt.primary == NULL || sg_rt.fallback == NULL) {
+        ex = SG_EX_CONFIG;
+        goto fail;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    if (sg_ovh_global_init() != 0) {         /* before any thread */
+        sg_log(LOG_ERR, "curl_global_init failed");
+        ex = EX_SOFTWARE;
+        goto fail;
+    }
+    if (smfi_register(sg_milter_desc) != MI_SUCCESS) {
+        sg_log(LOG_ERR, "smfi_register failed");
+        ex = EX_SOFTWARE;
+        goto fail;
+    }
+    if (open_socket(&st, s->socket_mode, s->milter_timeout_s) != 0) {
+        ex = EX_UNAVAILABLE;
+        goto fail;
+    }
+    /* Without -f: detach, once the socket is up (so a start that cannot
+     * listen fails in the foreground) and before any thread exists. */
+    if (!foreground && daemon(0, 0) != 0) {
+        sg_log(LOG_ERR, "cannot detach: %s", strerror(errno));
+        ex = EX_OSERR;
+        goto fail;
+    }
+    if (drop_privileges(&st) != 0 || (st.pidfile != NULL && write_pidfile(st.pidfile) != 0)) {
+        ex = EX_OSERR;
+        goto fail;
+    }
+    sg_conf_swap(conf);                       /* the current snapshot owns it now */
+    s = NULL;
+
     if (pthread_create(&thr, NULL, reload_thread, NULL) != 0) {
         sg_log(LOG_ERR, "cannot start the reload thread");
         return EX_OSERR;
@@ -612,4 +627,18 @@ int main(int argc, char **argv)
     free(st.socket);
     free(st.pw.pw_name);
     return rc == MI_SUCCESS ? 0 : EX_SOFTWARE;
+
+fail:                             /* before the threads: free what was set up */
+    remove_socket(&st);
+    if (sg_rt.primary != NULL)
+        sg_store_free(sg_rt.primary);
+    if (sg_rt.fallback != NULL)
+        sg_store_free(sg_rt.fallback);
+    sg_conf_unref(conf);
+    free(st.path);
+    free(st.user);
+    free(st.pidfile);
+    free(st.socket);
+    free(st.pw.pw_name);
+    return ex;
 }

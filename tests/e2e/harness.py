@@ -678,11 +678,14 @@ class Sendguard:
         return [ln for ln in self.log_lines(since) if is_decision(split_log_line(ln)[1])]
 
     def decisions(self, since=0):
-        """Decision lines as dicts (plus '_line' with the raw line)."""
+        """Decision lines as dicts (plus '_line' with the raw line and
+        '_prio' with its level)."""
         out = []
         for ln in self.decision_lines(since):
-            d = parse_kv(split_log_line(ln)[1])
+            prio, msg = split_log_line(ln)
+            d = parse_kv(msg)
             d["_line"] = ln
+            d["_prio"] = prio
             out.append(d)
         return out
 

@@ -678,6 +678,119 @@ def case_macros_missing(binary, scratch):
     r.finish()
 
 
+@case
+def case_warn_bytes(binary, scratch):
+    """A bytes cap through the daemon: the size counted is headers + body
+    (the body step is kept when a limit caps bytes), warn_at logs warn=1 at
+    warning level once in the window, and the message that would cross the
+    cap is refused naming bytes."""
+    cfg = lambda sock: h.sendguard_config(
+        sock, [h.limit("hourly", "1h", 100, "tempfail", bytes=3000, warn_at=0.5)])
+    r = Run(binary, scratch, cfg).start()
+    c = r.client()
+    _, _, steps = c.negotiate()
+    check(not steps & mc.SMFIP["NOBODY"], "a bytes cap needs the body")
+    c.connect("client.example", "192.0.2.9")
+    got = []
+    for i in range(4):
+        res = c.message("<big@example.com>", ["<r@example.net>"], mail_macros={"i": f"B{i}"},
+                        eom_macros={"i": f"B{i}"}, headers=[("Subject", "s")], body=b"x" * 1000)
+        got.append(res.verdict)
+    c.quit()
+    check(got == ["accept", "accept", "tempfail", "tempfail"], got)
+    d = r.decisions(4)
+    sizes = [int(x["size"]) for x in d]
+    check(all(1000 < z < 1100 for z in sizes), f"size must be headers + body: {sizes}")
+    warns = [x for x in d if x.get("warn") == "1"]
+    check(len(warns) == 1 and warns[0]["qid"] == "B1" and warns[0]["_prio"] == "warning",
+          [x["_line"] for x in d])
+    check(d[2].get("cap") == "3000" and int(d[2]["used"]) == sizes[0] + sizes[1], d[2]["_line"])
+    refused = [ln for ln in r.sg.log_lines() if "B2" in ln]
+    check(refused, "no line for B2")
+    r.finish()
+
+
+@case
+def case_socket_rules(binary, scratch):
+    """milter.socket_mode is the socket's mode from its creation (0600: even
+    the MTA's group is refused); a live socket makes a second daemon refuse
+    to start (the first keeps serving); a stale one (the daemon was killed)
+    is removed at the next start."""
+    cfg = lambda sock: h.sendguard_config(sock, [h.limit("h", "1h", 100, "tempfail")],
+                                          milter={"socket": sock, "socket_mode": "0600"})
+    r = Run(binary, scratch, cfg).start()
+    path = r.sg.socket[5:]
+    import stat as st_mod
+    check(st_mod.S_IMODE(os.lstat(path).st_mode) == 0o600, oct(os.lstat(path).st_mode))
+    check(_connect_as("postfix", path) == "EACCES", "postfix connected to a 0600 socket")
+    second = h.Sendguard(binary, scratch.sub("second"), cfg, socket=r.sg.socket)
+    try:
+        second.start(timeout=5)
+    except h.HarnessError:
+        pass
+    h.wait_until(lambda: not second.alive(), 10, "the second daemon to give up")
+    check(second.proc.returncode == 69, f"second daemon exit status {second.proc.returncode}")
+    check(any("another sendguard is listening" in ln for ln in second.log_lines()),
+          h.tail(second.logfile))
+    second.stop()
+    r.lua("accept.lua", count=1)
+    r.expected = ["accept"]
+    r.check_decisions()
+    r.sg.signal(signal.SIGKILL)
+    h.wait_until(lambda: not r.sg.alive(), 10, "the killed daemon")
+    check(os.path.exists(path), "a killed daemon leaves its socket behind")
+    third = h.Sendguard(binary, scratch.sub("third"), cfg, socket=r.sg.socket).start()
+    check(any("removed stale socket" in ln for ln in third.log_lines()), h.tail(third.logfile))
+    check(third.stop() == 0, "third daemon exit status")
+
+
+@case
+def case_sigterm_decision(binary, scratch):
+    """SIGTERM while a decision waits for Redis (redis-server stopped with
+    SIGSTOP): the decision is answered first, then the daemon exits 0."""
+    redis = h.RedisServer(scratch.sub("redis")).start()
+    cfg = lambda sock: h.sendguard_config(
+        sock, [h.limit("h", "1h", 100, "tempfail")],
+        store={"backend": "redis", "on_error": "tempfail",
+               "redis": {"host": "127.0.0.1", "port": redis.port, "command_timeout_ms": 8000}})
+    r = Run(binary, scratch, cfg).start()
+    c = r.client()
+    c.negotiate()
+    c.connect("client.example", "192.0.2.9")
+    res = c.message("<t@example.com>", ["<r@example.net>"], mail_macros={"i": "T0"},
+                    eom_macros={"i": "T0"})
+    check(res.verdict == "accept", f"warm-up: {res}")
+    import threading
+    box = {}
+
+    def send():
+        try:
+            box["res"] = c.message("<t@example.com>", ["<r@example.net>"],
+                                   mail_macros={"i": "T1"}, eom_macros={"i": "T1"})
+        except Exception as e:          # noqa: BLE001 - reported below
+            box["err"] = e
+    os.kill(redis.proc.pid, signal.SIGSTOP)
+    try:
+        t = threading.Thread(target=send)
+        t.start()
+        time.sleep(1.0)                 # the decision is now waiting for Redis
+        check("res" not in box, "the decision did not wait for the stopped Redis")
+        r.sg.signal(signal.SIGTERM)
+        time.sleep(1.0)
+        check(r.sg.alive(), "sendguard exited with a decision in progress")
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+    t.join(20)
+    check(box.get("res") is not None and box["res"].verdict == "accept",
+          f"the decision in progress was not answered: {box}")
+    h.wait_until(lambda: not r.sg.alive(), 20, "sendguard to stop after the decision")
+    rc = r.sg.stop()
+    check(rc == 0, f"exit status {rc}")
+    r.check_log()
+    check([x.get("qid") for x in r.sg.decisions()] == ["T0", "T1"], [x["_line"] for x in r.sg.decisions()])
+    redis.stop()
+
+
 EXPECTED_STEPS = ["NOHELO", "NOUNKNOWN", "NODATA", "NOEOH", "NR_CONN", "NR_MAIL", "NR_RCPT",
                   "NR_HDR", "NR_BODY"]
 

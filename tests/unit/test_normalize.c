@@ -4,6 +4,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -111,6 +112,21 @@ static void test_log_escape(void **state)
     assert_string_equal(out, "\\x3cx\\x3e");
     sg_log_esc(out, sizeof(out), NULL);
     assert_string_equal(out, "-");
+    /* the README promises '"' and '\\' are escaped too (a quoted value
+     * could otherwise end early in a log parser) */
+    sg_log_esc(out, sizeof(out), "a\"b\\c");
+    assert_string_equal(out, "a\\x22b\\x5cc");
+    /* every byte outside printable ASCII, and each of the six characters */
+    for (int c = 1; c < 256; c++) {
+        char in[2] = { (char)c, 0 };
+        bool plain = c > 0x20 && c < 0x7f && !strchr("\"\\<>=", c);
+
+        sg_log_esc(out, sizeof(out), in);
+        if (plain)
+            assert_int_equal(out[0], c);
+        else
+            assert_int_equal(strlen(out), 4);             /* \xHH */
+    }
 }
 
 int main(void)
