@@ -22,5 +22,6 @@ int sg_ctl_lockdown(sg_conf_t *conf, int argc, char **argv);  /* ctl_block.c */
 int sg_ctl_report(sg_conf_t *conf, int argc, char **argv);    /* ctl_block.c */
 int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv);   /* ctl_block.c */
 int sg_ctl_rotate(sg_conf_t *conf, int argc, char **argv);    /* ctl_block.c */
+int sg_ctl_suggest(sg_conf_t *conf, int argc, char **argv);   /* ctl_suggest.c */
 
 #endif

@@ -29,6 +29,8 @@ static const struct {
                                  "[--draft] [--answers FILE] [--yes] [--show-password]" },
     { "rotate-password", sg_ctl_rotate, "new password for an account: rotate-password ACCOUNT "
                                         "[--yes] [--show-password]" },
+    { "suggest-limits", sg_ctl_suggest, "limits from the traffic seen: suggest-limits [ACCOUNT] "
+                                        "[--days N] [--max-hourly N] [--max-daily N] [--json]" },
 };
 
 static void usage(FILE *f)

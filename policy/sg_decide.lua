@@ -55,6 +55,9 @@ local B = 60
 local UNITS = { 'm', 'r', 'b' }            -- field prefixes: unit 1..3
 local UIDX = { m = 1, r = 2, b = 3 }
 local HOUR = 3600000
+-- ev:hour keeps the hourly counts of 15 days: the block report reads the
+-- last 48 hours, sendguardctl suggest-limits up to 14 whole days
+local HIST_HOURS = 15 * 24 + 1
 local CHUNK = 1000                       -- items per variadic call
 
 local function I(x)                       -- integer to string, no %.14g rounding
@@ -430,14 +433,14 @@ local function decide()
     else
         fresh = redis.call('HINCRBY', KEYS[10], I(hour) .. ':x', 1) == 1
     end
-    if fresh then                         -- a new hour: drop those past 49
+    if fresh then                         -- a new hour: drop those past HIST_HOURS
         local old = {}
         for _, f in ipairs(redis.call('HKEYS', KEYS[10])) do
             local h = tonumber(string.match(f, '^(%d+):'))
-            if h == nil or h <= hour - 49 then old[#old + 1] = f end
+            if h == nil or h <= hour - HIST_HOURS then old[#old + 1] = f end
         end
         if #old > 0 then redis.call('HDEL', KEYS[10], unpack(old)) end
-        redis.call('PEXPIRE', KEYS[10], I(49 * HOUR))
+        redis.call('PEXPIRE', KEYS[10], I(HIST_HOURS * HOUR))
     end
 
     if over ~= nil then

@@ -27,7 +27,7 @@
  *   P{H}:d:<limit>:<window_ms>  zset: recipient hash -> last seen ms
  *   P{H}:warn:<limit>:<window_ms>  marker: warned this window
  *   P{H}:ev:ip, :ev:ipfirst, :ev:mua, :ev:muafirst, :ev:dom, :ev:fromx,
- *   :ev:recent, :ev:hour        evidence (7 days; hour: 49 h)
+ *   :ev:recent, :ev:hour        evidence (7 days; hour: 15 days, per-hour counts)
  *   P lock:<name>               leader locks (sg_store_redis_lock)
  *
  * Must not: log secrets, block longer than the configured timeouts, or
