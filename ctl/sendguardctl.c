@@ -29,6 +29,8 @@ static const struct {
                                  "[--draft] [--answers FILE] [--yes] [--show-password]" },
     { "rotate-password", sg_ctl_rotate, "new password for an account: rotate-password ACCOUNT "
                                         "[--yes] [--show-password]" },
+    { "release-helper", sg_ctl_release_helper, "root: release held mail for the daemon (queue "
+                                               "ids on stdin, or --listen SOCKET)" },
 };
 
 static void usage(FILE *f)
