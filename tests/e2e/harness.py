@@ -512,11 +512,20 @@ class Sendguard:
     Postfix), or an explicit libmilter spec string.
     config: text, or a callable socket_spec -> text."""
 
-    def __init__(self, binary, workdir, config, socket="unix", env=None):
+    def __init__(self, binary, workdir, config, socket="unix", env=None, user=None):
         self.binary = binary
         self.workdir = workdir
+        self.user = user              # -u USER: the daemon drops to it (root starts it)
         os.makedirs(workdir, exist_ok=True)
-        if socket == "unix":
+        if socket == "unix" and user is not None:
+            # the socket is created by (or for) the dropped user: its own directory
+            sockdir = os.path.join(workdir, "sock")
+            os.makedirs(sockdir, exist_ok=True)
+            pw = pwd.getpwnam(user)
+            os.chown(sockdir, pw.pw_uid, pw.pw_gid)
+            os.chmod(sockdir, 0o755)
+            self.socket = f"unix:{os.path.join(sockdir, 'sendguard.sock')}"
+        elif socket == "unix":
             self.socket = f"unix:{os.path.join(workdir, 'sendguard.sock')}"
         elif socket == "inet":
             self.socket = f"inet:{free_port()}@{LOOPBACK}"
@@ -572,7 +581,8 @@ class Sendguard:
         # SG_WRAPPER: a command to run the daemon under (valgrind, in the
         # valgrind build's milter tests)
         wrapper = shlex.split(os.environ.get("SG_WRAPPER", ""))
-        self.proc = subprocess.Popen(wrapper + [self.binary, "-c", self.config_path, "-f"],
+        user = ["-u", self.user] if self.user else []
+        self.proc = subprocess.Popen(wrapper + [self.binary, "-c", self.config_path, "-f"] + user,
                                      stdin=subprocess.DEVNULL, stdout=self._log_fh,
                                      stderr=self._log_fh, env=self.env, cwd=self.workdir,
                                      start_new_session=True, preexec_fn=_child_setup)
@@ -1194,12 +1204,14 @@ class MailEnv:
 
     config=None: no milter (plain relay, for harness smoke tests)."""
 
-    def __init__(self, scratch, binary=None, config=None, socket="unix", extra_main=None):
+    def __init__(self, scratch, binary=None, config=None, socket="unix", extra_main=None,
+                 user=None):
         self.scratch = scratch
         self.sink = SmtpSink(scratch.sub("sink"))
         self.sendguard = None
         if config is not None:
-            self.sendguard = Sendguard(binary, scratch.sub("sendguard"), config, socket=socket)
+            self.sendguard = Sendguard(binary, scratch.sub("sendguard"), config, socket=socket,
+                                       user=user)
         self.postfix = Postfix(scratch.sub("postfix"), self.sink.port,
                                milter=self.sendguard.socket if self.sendguard else None,
                                extra_main=extra_main)
