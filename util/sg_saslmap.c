@@ -146,6 +146,19 @@ static int count_user(const char *text, size_t len, const char *user)
     return n;
 }
 
+/* Give fd the owner and group of st, when it does not have them already
+ * (an unprivileged writer owning the map never needs chown). */
+static int chown_like(int fd, const struct stat *st)
+{
+    struct stat now;
+
+    if (fstat(fd, &now) != 0)
+        return -1;
+    if (now.st_uid == st->st_uid && now.st_gid == st->st_gid)
+        return 0;
+    return fchown(fd, st->st_uid, st->st_gid);
+}
+
 /* Can this process create a file in dir with owner uid, group gid? */
 static int probe_dir(const char *path, const struct stat *st, char *err, size_t errlen)
 {
@@ -165,7 +178,7 @@ static int probe_dir(const char *path, const struct stat *st, char *err, size_t 
                  (long)geteuid(), path);
         return -1;
     }
-    if (fchown(fd, st->st_uid, st->st_gid) != 0) {
+    if (chown_like(fd, st) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);
@@ -346,7 +359,7 @@ int sg_saslmap_rewrite(const char *path, const char *user, const char *password,
     tmp_made = true;
     /* Owner and mode first (mkostemp made it 0600): the text never sits
      * in a file more open than the map was. */
-    if (fchown(fd, st.st_uid, st.st_gid) != 0 || fchmod(fd, st.st_mode & 07777) != 0 ||
+    if (chown_like(fd, &st) != 0 || fchmod(fd, st.st_mode & 07777) != 0 ||
         write_all(fd, out, outlen) != 0 || fsync(fd) != 0) {
         snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
         goto out;
