@@ -183,6 +183,13 @@ int sg_release_serve(int in, int out, const char *const *argv, size_t nargv, con
         free(buf);
         return -1;
     }
+    if (memchr(buf, '\0', len) != NULL) {
+        sg_log(LOG_WARNING, "release-helper: peer=%s: refused: a NUL byte in the request; "
+               "nothing released", peer);
+        answer(out, "ERR refused: not a queue id (NUL byte)");
+        free(buf);
+        return -1;
+    }
     /* Every line must be a queue id: one that is not refuses the request. */
     for (char *p = buf, *nl; p < buf + len; p = nl + 1) {
         nl = memchr(p, '\n', (size_t)(buf + len - p));
