@@ -54,6 +54,11 @@ static bool not_regular(const char *path, const struct stat *st, char *err, size
         snprintf(err, errlen, "%s is not a regular file", path);
         return true;
     }
+    if (st->st_nlink > 1) {        /* another name of it elsewhere: whose file is it? */
+        snprintf(err, errlen, "%s has %lu hard links: sendguard rewrites only a map with one "
+                 "name", path, (unsigned long)st->st_nlink);
+        return true;
+    }
     return false;
 }
 
@@ -263,8 +268,7 @@ static int lock_map(const char *path, struct stat *st, char *err, size_t errlen)
             return -1;
         }
         if (st->st_dev == now.st_dev && st->st_ino == now.st_ino) {
-            if (!S_ISREG(st->st_mode)) {
-                snprintf(err, errlen, "%s is not a regular file", path);
+            if (not_regular(path, st, err, errlen)) {
                 close(fd);
                 return -1;
             }

@@ -3,8 +3,9 @@
  * (smtp_sasl_password_maps, "KEY user:password" lines): checked before a
  * password change, rewritten after it.
  *
- * The map must be the file itself: a symbolic link is refused (by the
- * check, before any API call, and by the rewrite: O_NOFOLLOW). A rewrite
+ * The map must be the file itself: a symbolic link, or a file with more
+ * than one hard link, is refused (by the check, before any API call, and
+ * by the rewrite: O_NOFOLLOW). A rewrite
  * holds flock(LOCK_EX) on the map (re-taken when another writer replaced
  * the file meanwhile), writes a temporary file in the same directory with
  * the map's mode, owner and group, fsyncs it, renames it over the map and

@@ -227,6 +227,47 @@ class Priv(unittest.TestCase):
         self.assertIn("released messages=1", h.log_text())
         self.ok = True
 
+    # -- no credentials from the working directory -------------------------------
+    def test_daemon_cwd_ovh_conf(self):
+        """A local user who owns the directory the daemon is started from plants
+        ./ovh.conf (0600, theirs) pointing the API at their own listener; with
+        ovh.credentials unset, the daemon must not read it."""
+        lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lst.bind((LOOPBACK, 0))
+        lst.listen(16)
+        lst.setblocking(False)
+        self.parts.append(_Closer(lst))
+        port = lst.getsockname()[1]
+        sg = harness.Sendguard(SENDGUARD, self.scratch.sub("sendguard"), "", user=USER)
+        uid, gid, _ = nobody_ids()
+        planted = os.path.join(sg.workdir, "ovh.conf")
+        ep = f"http://{LOOPBACK}:{port}/1.0"
+        with open(planted, "w") as f:
+            f.write(f"[default]\nendpoint={ep}\n[{ep}]\napplication_key=evil\n"
+                    "application_secret=evil-secret\nconsumer_key=evil-ck\n")
+        os.chmod(planted, 0o600)
+        os.chown(planted, uid, gid)
+        home = self.scratch.sub("home", mode=0o700)
+        sg.write_config(harness.sendguard_config(
+            sg.socket, [harness.limit()],
+            accounts=[{"address": ACCOUNT, "offer": "emailpro", "service": "pro1",
+                       "senders": ["*@example.com"]}],
+            ovh={"poll_interval": "5s", "timeout": "2s"}))
+        sg.env = harness_env(sg.env)
+        sg.env["HOME"] = home
+        sg.start()                      # cwd: sg.workdir, where ovh.conf was planted
+        self.parts.append(sg)
+        sg.wait_log(r"OVHcloud|ovh", timeout=10)
+        time.sleep(2)
+        try:
+            conn, _ = lst.accept()
+            conn.close()
+            self.fail("the daemon read ./ovh.conf and called the endpoint it names")
+        except BlockingIOError:
+            pass
+        self.assertNotIn("evil", "\n".join(sg.log_lines()))
+        self.ok = True
+
     # -- config files --------------------------------------------------------
     def test_config_refused(self):
         d = self.scratch.sub("conf", mode=0o755)
@@ -282,6 +323,14 @@ class Priv(unittest.TestCase):
                     self.assertTrue(path.startswith("-"), path)
                     self.assertNotIn(path.lstrip("-").rstrip("/"), ("/etc/postfix", "/etc"))
         self.ok = True
+
+
+class _Closer:
+    def __init__(self, sock):
+        self.sock = sock
+
+    def stop(self):
+        self.sock.close()
 
 
 def _exists(user):

@@ -143,6 +143,14 @@ static void test_symlink_refused(void **state)
     assert_true(S_ISLNK(st.st_mode));
     assert_string_equal(get(path), text);
     unlink(link_);
+    /* a hard link: refused too (the other name could be anyone's file) */
+    assert_int_equal(link(path, link_), 0);
+    assert_int_equal(sg_saslmap_check(link_, "a@example.com", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "hard links"));
+    assert_int_equal(sg_saslmap_rewrite(path, "a@example.com", "newpw-123", err, sizeof(err)),
+                     -1);
+    assert_string_equal(get(path), text);
+    unlink(link_);
     unlink(path);
 }
 
