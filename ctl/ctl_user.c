@@ -83,9 +83,11 @@ static void become_invoker(int keep_fd)
         pw = getpwuid(getuid());
     }
     clearenv();
-    for (size_t i = 0; keep[i]; i++)
+    for (size_t i = 0; keep[i]; i++) {
         if (saved[i] != NULL)
             setenv(keep[i], saved[i], 1);
+        free(saved[i]);
+    }
     setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1);
     if (pw != NULL) {
         setenv("HOME", pw->pw_dir, 1);
@@ -196,7 +198,9 @@ static int read_child(const void *arg)
         return -1;
     }
     close(fd);
-    return write_all(3, t, len);
+    fd = write_all(3, t, len);
+    free(t);
+    return fd;
 }
 
 char *sg_ctl_read_user_file(const char *path)
