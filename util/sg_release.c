@@ -136,8 +136,9 @@ int sg_release_ask(const char *path, const char *const *ids, size_t n, int timeo
     for (size_t i = 0; i < n; i++)
         o += (size_t)sprintf(text + o, "%s\n", ids[i]);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0 || (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 && errno != EINPROGRESS
-                   && errno != EAGAIN)) {
+    /* A unix socket connects at once or fails (EAGAIN: the helper's backlog
+     * is full; retried at the next round like any failure). */
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
         snprintf(out, outlen, "release helper %s: %s", path, strerror(errno));
         goto done;
     }
