@@ -158,6 +158,27 @@ class Priv(unittest.TestCase):
             wait_until(lambda: "refused" in h.log_text()[mark:], 5, f"refusal of {payload!r} logged")
         with open(out, "rb") as f:
             self.assertEqual(f.read(), good, "nothing run for a refused request")
+        # socket activation (sendguard-release@.service): the connection is stdin/stdout
+        for payload, want in ((b"0123456789AB\n", "OK 1"), (b"4F2A1C3 ALL\n", "ERR refused")):
+            a, b = socket.socketpair()
+            p = subprocess.Popen([CTL, "-c", conf, "release-helper"], stdin=b, stdout=b,
+                                 stderr=subprocess.PIPE, env=harness_env())
+            b.close()
+            a.sendall(payload)
+            a.shutdown(socket.SHUT_WR)
+            a.settimeout(30)
+            reply = b""
+            while True:
+                chunk = a.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            a.close()
+            self.assertEqual(p.wait(30), 0 if want.startswith("OK") else 1)
+            p.stderr.close()
+            self.assertTrue(reply.decode().startswith(want), reply)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), good + b"0123456789AB\n")
         # a user outside the socket's group cannot even connect
         other = next((u for u in ("daemon", "bin", "sys") if _exists(u)), None)
         self.assertIsNotNone(other, "a second unprivileged user (daemon/bin/sys)")
