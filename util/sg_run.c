@@ -121,6 +121,10 @@ static bool reap(pid_t pid, int *status, long ms)
         pid_t r = waitpid(pid, status, WNOHANG);
         if (r == pid)
             return true;
+        if (r < 0 && errno == ECHILD) {   /* reaped by someone else (SIGCHLD ignored) */
+            *status = -1;
+            return true;
+        }
         if (r < 0 && errno != EINTR)
             return false;
         if (mono_ms() >= until)
@@ -249,6 +253,11 @@ int sg_run(const char *const *argv, size_t n, const char *const *env, size_t nen
     }
     if (killed)
         return 128 + SIGKILL;
+    if (status == -1) {
+        if (errbuf)
+            snprintf(errbuf, errsize, "the command's exit status is unknown (SIGCHLD ignored)");
+        return -1;
+    }
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     if (WIFSIGNALED(status))
