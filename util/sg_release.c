@@ -148,7 +148,10 @@ int sg_release_ask(const char *path, const char *const *ids, size_t n, int timeo
         goto done;
     }
     reply[strcspn(reply, "\r\n")] = '\0';
-    snprintf(out, outlen, "%s", reply);
+    if (reply[0] == '\0')
+        snprintf(out, outlen, "release helper %s closed without an answer (see its log)", path);
+    else
+        snprintf(out, outlen, "%s", reply);
     rc = strncmp(reply, "OK", 2) == 0 && (reply[2] == ' ' || reply[2] == '\0') ? 0 : -1;
 done:
     if (fd >= 0)
