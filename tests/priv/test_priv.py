@@ -326,6 +326,20 @@ class Priv(unittest.TestCase):
         os.chmod(d, 0o755)
         p = subprocess.run([SENDGUARD, "-t", "-c", path], capture_output=True, text=True)
         self.assertEqual(p.returncode, 0, p)
+        # an @include others can write: refused like the file itself
+        inc = os.path.join(d, "alert.conf")
+        with open(inc, "w") as f:
+            f.write('alert = { command = [ "/bin/true" ]; };\n')
+        os.chmod(inc, 0o666)
+        with open(path, "w") as f:
+            f.write(harness.sendguard_config("inet:1@127.0.0.1", [harness.limit()]) +
+                    '@include "alert.conf"\n')
+        p = subprocess.run([SENDGUARD, "-t", "-c", path], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 78, p)
+        self.assertIn(f"{inc}: mode 0666 lets other users change the commands", p.stderr)
+        os.chmod(inc, 0o644)
+        p = subprocess.run([SENDGUARD, "-t", "-c", path], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p)
         self.ok = True
 
     # -- the unit ------------------------------------------------------------
