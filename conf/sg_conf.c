@@ -297,6 +297,7 @@ static const struct key root_keys[] = {
     { KEY("on_block", K_ENUM, S(on_block)), .names = block_names, .idef = SG_ACT_HOLD },
     { LIST("release_command", K_STRV, S(release_command), S(nrelease_command)),
       .flags = F_ARGV, .min = 1, .vdef = default_release, .nvdef = 3 },
+    { KEY("release_helper", K_STR, S(release_helper)), .check = check_abs_path },
     { LIST("after_password_change", K_STRV, S(after_password_change),
            S(nafter_password_change)), .flags = F_ARGV },
     { KEY("auto_reply", K_BOOL, S(auto_reply)), .idef = 0 },
@@ -1679,6 +1680,76 @@ static void say(sg_conf_err_fn err, void *ctx, const char *line)
         fprintf(stderr, "%s\n", line);
 }
 
+/* unsafe_one - why a config file, or a directory above it, could be
+ * changed by someone else than who may (NULL when safe). The file names
+ * commands that are run (as root by the release helper and by sendguardctl
+ * under sudo): nobody but its owner may write it, and a root reader wants
+ * root as that owner; a directory must not let others replace it (a sticky
+ * directory such as /tmp does not). */
+static const char *unsafe_one(const char *p, bool is_file, const char *file, char *why,
+                              size_t len)
+{
+    uid_t me = geteuid();
+    struct stat st;
+
+    if (stat(p, &st) != 0)
+        return NULL;               /* readable() says why it cannot be read */
+    if (is_file) {
+        if (st.st_mode & (S_IWGRP | S_IWOTH))
+            snprintf(why, len, "%s: mode %04o lets other users change the commands sendguard "
+                     "runs; run: chmod go-w %s", p, (unsigned)(st.st_mode & 07777), p);
+        else if (me == 0 && st.st_uid != 0)
+            snprintf(why, len, "%s: owned by uid %ld, and root would run the commands it "
+                     "names; run: chown root %s", p, (long)st.st_uid, p);
+        else
+            return NULL;
+        return why;
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))
+        snprintf(why, len, "%s: directory mode %04o lets other users replace %s; run: chmod "
+                 "go-w %s", p, (unsigned)(st.st_mode & 07777), file, p);
+    else if (st.st_uid != 0 && st.st_uid != me)
+        snprintf(why, len, "%s: directory owned by uid %ld, who could replace %s; run: chown "
+                 "root %s", p, (long)st.st_uid, file, p);
+    else
+        return NULL;
+    return why;
+}
+
+/* unsafe_path - unsafe_one for the file and every directory above it, on
+ * the path as written (made absolute) and on its real path (symlinks). */
+static const char *unsafe_path(const char *path, char *why, size_t len)
+{
+    char abs[PATH_MAX], real[PATH_MAX], *v[2] = { abs, real };
+
+    if (path[0] == '/')
+        snprintf(abs, sizeof(abs), "%s", path);
+    else if (getcwd(real, sizeof(real)) != NULL)
+        snprintf(abs, sizeof(abs), "%s/%s", real, path);
+    else
+        return NULL;
+    if (realpath(path, real) == NULL)
+        return NULL;
+    for (int k = 0; k < 2; k++) {
+        char *slash;
+
+        if (unsafe_one(v[k], true, path, why, len) != NULL)
+            return why;
+        while ((slash = strrchr(v[k], '/')) != NULL) {
+            if (slash == v[k]) {
+                v[k][1] = '\0';
+                if (unsafe_one(v[k], false, path, why, len) != NULL)
+                    return why;
+                break;
+            }
+            *slash = '\0';
+            if (unsafe_one(v[k], false, path, why, len) != NULL)
+                return why;
+        }
+    }
+    return NULL;
+}
+
 /* readable - NULL when path can be read, else why not. libconfig only says
  * "file I/O error". */
 static const char *readable(const char *path)
@@ -1710,8 +1781,20 @@ static void parse(struct loader *L)
         add_problem(L, file, (unsigned)config_error_line(&L->cf), line);
         return;
     }
-    for (unsigned i = 0; L->cf.filenames && i < L->cf.num_filenames; i++)
+    for (unsigned i = 0; L->cf.filenames && i < L->cf.num_filenames; i++) {
+        const char *f = L->cf.filenames[i];
+        char full[PATH_MAX];
+
+        if (f[0] != '/' && L->dir != NULL)
+            snprintf(full, sizeof(full), "%s/%s", L->dir, f);
+        else
+            snprintf(full, sizeof(full), "%s", f);
+        if (unsafe_path(full, line, sizeof(line)) != NULL) {
+            add_problem(L, display_file(L, L->cf.filenames[i]), 0, line);
+            return;
+        }
         scan_wide_ints(L, display_file(L, L->cf.filenames[i]));
+    }
     apply_defaults(root_keys, &L->conf->s);
     walk(L, config_root_setting(&L->cf), root_keys, &L->conf->s, "");
     if (!L->oom)
@@ -1731,8 +1814,21 @@ sg_conf_t *sg_conf_load(const char *path, sg_conf_err_fn err, void *ctx)
         say(err, ctx, line);
         return NULL;
     }
+    if (unsafe_path(path, line, sizeof(line)) != NULL) {
+        say(err, ctx, line);
+        return NULL;
+    }
     L.conf = calloc(1, sizeof(*L.conf));
-    if (L.conf == NULL || (L.conf->path = strdup(path)) == NULL ||
+    /* The snapshot keeps an absolute path: a reload must find the same file
+     * once the daemon works in "/". */
+    if (path[0] != '/' && getcwd(line, sizeof(line) - 2) != NULL &&
+        strlen(line) + strlen(path) + 2 <= sizeof(line)) {
+        strcat(line, "/");
+        strcat(line, path);
+    } else {
+        snprintf(line, sizeof(line), "%s", path);
+    }
+    if (L.conf == NULL || (L.conf->path = strdup(line)) == NULL ||
         (L.dir = strdup(path)) == NULL) {
         snprintf(line, sizeof(line), "%s: out of memory", path);
         say(err, ctx, line);

@@ -122,6 +122,8 @@ struct sg_settings {
     enum sg_action on_block;      /* hold (default) or tempfail */
     const char *const *release_command;   /* argv, default postsuper -H - */
     size_t nrelease_command;
+    const char *release_helper;   /* unix socket of the root release helper; NULL = run
+                                     release_command ourselves */
     const char *const *after_password_change; /* argv or none */
     size_t nafter_password_change;
     const char *const *alert_command;     /* argv or none */
@@ -142,11 +144,18 @@ typedef void (*sg_conf_err_fn)(void *ctx, const char *line);
 
 /* Load and validate. NULL on any error, after reporting every problem found
  * through err (stderr when err is NULL). The returned snapshot holds one
- * reference. */
+ * reference.
+ * The file (and every @include) is refused, before anything else, when
+ * someone else than its owner can write it (group/other write bit), when a
+ * root reader finds it owned by another user than root, or when a
+ * directory above it lets others replace it (not sticky and group/other
+ * writable, or owned by another user than root and the reader): it names
+ * commands that run as root. The problem says what to run ("chmod go-w
+ * FILE", "chown root FILE"). */
 sg_conf_t *sg_conf_load(const char *path, sg_conf_err_fn err, void *ctx);
 
 const struct sg_settings *sg_conf_settings(const sg_conf_t *conf);
-const char *sg_conf_path(const sg_conf_t *conf);
+const char *sg_conf_path(const sg_conf_t *conf);     /* absolute */
 
 sg_conf_t *sg_conf_ref(sg_conf_t *conf);
 void sg_conf_unref(sg_conf_t *conf);

@@ -6,6 +6,9 @@
 #ifndef SG_CTL_H
 #define SG_CTL_H
 
+#include <stdbool.h>
+#include <sys/types.h>
+
 #include "sg_conf.h"
 #include "sg_store.h"
 
@@ -13,6 +16,12 @@
  * message on stderr when the config has the memory store or it fails. */
 sg_store_t *sg_ctl_store_open(const struct sg_settings *s, const char *what);
 
+/* ctl_user.c: the invoking user's files under sudo (the sudoedit model). */
+bool sg_ctl_sudo_user(uid_t *uid, gid_t *gid);      /* root through sudo? */
+char *sg_ctl_read_user_file(const char *path);      /* read as SUDO_UID; NULL on error */
+char *sg_ctl_edit_as_user(const char *draft);       /* $EDITOR as SUDO_UID; NULL on error */
+
+int sg_ctl_release_helper(sg_conf_t *conf, int argc, char **argv);  /* ctl_release.c */
 int sg_ctl_check(sg_conf_t *conf, int argc, char **argv);     /* ctl_check.c */
 int sg_ctl_limits(sg_conf_t *conf, int argc, char **argv);    /* ctl_check.c */
 int sg_ctl_status(sg_conf_t *conf, int argc, char **argv);    /* ctl_status.c */

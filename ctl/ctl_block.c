@@ -445,45 +445,6 @@ static char *read_file(const char *path)
     return buf;
 }
 
-/* The draft in $VISUAL/$EDITOR (sensible-editor, vi), on the terminal. */
-static char *edit(const char *draft)
-{
-    char path[] = "/tmp/sendguard-reply-XXXXXX";
-    const char *ed = getenv("VISUAL");
-    char *text = NULL, *copy, *args[16], *save;
-    int fd = mkstemp(path), status, n = 0;
-    pid_t pid;
-
-    if (ed == NULL || !*ed)
-        ed = getenv("EDITOR");
-    if (ed == NULL || !*ed)
-        ed = access("/usr/bin/sensible-editor", X_OK) == 0 ? "sensible-editor" : "vi";
-    if (fd < 0 || write(fd, draft, strlen(draft)) != (ssize_t)strlen(draft)) {
-        if (fd >= 0)
-            close(fd);
-        return NULL;
-    }
-    close(fd);
-    copy = strdup(ed);
-    for (char *w = strtok_r(copy, " \t", &save); w && n < 14; w = strtok_r(NULL, " \t", &save))
-        args[n++] = w;
-    args[n++] = path;
-    args[n] = NULL;
-    pid = fork();
-    if (pid == 0) {
-        execvp(args[0], args);
-        _exit(127);
-    }
-    if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
-        WEXITSTATUS(status) == 0)
-        text = read_file(path);
-    else
-        fprintf(stderr, "sendguardctl: the editor (%s) failed: nothing posted\n", args[0]);
-    free(copy);
-    unlink(path);
-    return text;
-}
-
 int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv)
 {
     const struct sg_settings *s = sg_conf_settings(conf);
@@ -529,9 +490,13 @@ int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv)
             goto out;
         }
     } else {
-        text = o.answers ? read_file(o.answers) : sg_block_case_draft(&bc);
+        /* --answers FILE is read, and the draft edited, as the user who ran
+         * sudo (ctl_user.c), never with root's rights. */
+        text = o.answers == NULL ? sg_block_case_draft(&bc) :
+               strcmp(o.answers, "-") == 0 ? read_file("-") : sg_ctl_read_user_file(o.answers);
         if (text == NULL) {
-            fprintf(stderr, "sendguardctl: %s: %s\n", o.answers, strerror(errno));
+            fprintf(stderr, "sendguardctl: %s: cannot read it%s\n", o.answers,
+                    getenv("SUDO_UID") ? " as the user who ran sudo" : "");
             goto out;
         }
         if (o.draft) {
@@ -540,7 +505,7 @@ int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv)
             goto out;
         }
         if (o.answers == NULL && !o.yes && isatty(0) && isatty(1)) {
-            char *edited = edit(text);
+            char *edited = sg_ctl_edit_as_user(text);
             free(text);
             if ((text = edited) == NULL)
                 goto out;

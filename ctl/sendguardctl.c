@@ -31,6 +31,8 @@ static const struct {
                                         "[--yes] [--show-password]" },
     { "suggest-limits", sg_ctl_suggest, "limits from the traffic seen: suggest-limits [ACCOUNT] "
                                         "[--days N] [--max-hourly N] [--max-daily N] [--json]" },
+    { "release-helper", sg_ctl_release_helper, "root: release held mail for the daemon (queue "
+                                               "ids on stdin, or --listen SOCKET)" },
 };
 
 static void usage(FILE *f)

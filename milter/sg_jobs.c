@@ -2,13 +2,17 @@
  * sg_jobs.c - background work of the daemon: the OVHcloud watcher thread
  * (sg_ovh_watch, elected by a store lock so one relay polls), its alerts,
  * and the release thread that hands the queue ids this relay held back to
- * release_command once the account's lockdown is off.
+ * the root release helper (release_helper), or to release_command itself,
+ * once the account's lockdown is off.
  *
  * Must not: run in a libmilter callback's thread (sg_jobs_held only
- * records), or release mail of an account still locked down.
+ * records), release mail of an account still locked down, or record or
+ * pass on anything but a Postfix/Sendmail queue id (the {i} macro comes
+ * from the MTA, the store from whoever can write Redis: both are checked).
  */
 #include "sg_jobs.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,6 +25,7 @@
 #include "sg_conf.h"
 #include "sg_log.h"
 #include "sg_ovh.h"
+#include "sg_release.h"
 #include "sg_run.h"
 
 #define RELEASE_EVERY_S 2
@@ -112,15 +117,61 @@ static void hook_on_change(void *ctx, const struct sg_account *a,
 
 /* --- release ------------------------------------------------------------- */
 
-/* Hand this relay's held queue ids of one account, recorded in st, to
- * release_command. The lockdown is always read from the configured store
- * (J.store), which is where the watcher and sendguardctl write it, also for
- * ids that had to be recorded in the fallback: unreadable means still held. */
+/* Drop from q the entries that are not queue ids (the store can be written
+ * by others than us): logged, and removed from the store so they are not
+ * met again. Returns the number kept (moved to the front). */
+static size_t keep_valid(sg_store_t *st, const char *account, char **q, size_t n)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (sg_release_qid_valid(q[i])) {
+            char *t = q[k];
+            q[k++] = q[i];
+            q[i] = t;
+            continue;
+        }
+        char esc[200], aesc[400];
+        sg_log(LOG_WARNING, "release: account=<%s>: the store holds qid=%s, which is not a "
+               "queue id: dropped from the held list, not released",
+               sg_log_esc(aesc, sizeof(aesc), account), sg_log_esc(esc, sizeof(esc), q[i]));
+        sg_store_held_del(st, account, J.relay, (const char *const *)&q[i], 1);
+    }
+    return k;
+}
+
+/* Run release_command ourselves with the ids on its stdin (when the daemon
+ * runs as root, or the command needs no root). */
+static int release_run(const struct sg_settings *s, char **q, size_t n, char *out, size_t outlen)
+{
+    size_t len = 0, o = 0;
+    char *input;
+    int rc;
+
+    for (size_t i = 0; i < n; i++)
+        len += strlen(q[i]) + 1;
+    if ((input = malloc(len + 1)) == NULL) {
+        snprintf(out, outlen, "out of memory");
+        return -1;
+    }
+    input[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)sprintf(input + o, "%s\n", q[i]);
+    rc = sg_run(s->release_command, s->nrelease_command, NULL, 0, input, 60, out, outlen);
+    free(input);
+    return rc;
+}
+
+/* Hand this relay's held queue ids of one account, recorded in st, to the
+ * release helper or release_command. The lockdown is always read from the
+ * configured store (J.store), which is where the watcher and sendguardctl
+ * write it, also for ids that had to be recorded in the fallback:
+ * unreadable means still held. */
 static void release_account(const struct sg_settings *s, sg_store_t *st, const char *account)
 {
     struct sg_account_state state;
-    char **q = NULL, *input, out[512], esc[400], detail[320];
-    size_t n = 0, len = 0;
+    char **q = NULL, out[512], esc[400], detail[320];
+    size_t n = 0, nall;
     int rc;
 
     if (sg_store_held_list(st, account, J.relay, &q, &n) != 0 || n == 0)
@@ -129,18 +180,18 @@ static void release_account(const struct sg_settings *s, sg_store_t *st, const c
         sg_store_strv_free(q, n);
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        len += strlen(q[i]) + 1;
-    input = malloc(len + 1);
-    if (input == NULL) {
-        sg_store_strv_free(q, n);
+    nall = n;
+    if ((n = keep_valid(st, account, q, n)) == 0) {
+        sg_store_strv_free(q, nall);
         return;
     }
-    input[0] = '\0';
-    for (size_t i = 0, o = 0; i < n; i++)
-        o += (size_t)sprintf(input + o, "%s\n", q[i]);
-    rc = sg_run(s->release_command, s->nrelease_command, NULL, 0, input, 60, out, sizeof(out));
-    free(input);
+    if (n > SG_RELEASE_MAX_IDS)
+        n = SG_RELEASE_MAX_IDS;                    /* the rest at the next round */
+    out[0] = '\0';
+    if (s->release_helper != NULL)
+        rc = sg_release_ask(s->release_helper, (const char *const *)q, n, 75, out, sizeof(out));
+    else
+        rc = release_run(s, q, n, out, sizeof(out));
     sg_log_esc(esc, sizeof(esc), account);
     if (rc == 0 && sg_store_held_del(st, account, J.relay, (const char *const *)q, n) == 0) {
         sg_log(LOG_NOTICE, "released account=<%s> relay=%s messages=%zu", esc, J.relay, n);
@@ -148,10 +199,11 @@ static void release_account(const struct sg_settings *s, sg_store_t *st, const c
         sg_block_audit("sendguard", "release", account, detail);
     } else if (sg_log_ratelimit(&last_release_fail, 300)) {
         char o[600];
-        sg_log(LOG_ERR, "release of %zu held messages of account=<%s> failed (status %d): %s;"
-               " will retry", n, esc, rc, sg_log_esc(o, sizeof(o), out));
+        sg_log(LOG_ERR, "release of %zu held messages of account=<%s> failed (%s %d): %s;"
+               " will retry", n, esc, s->release_helper ? "helper" : "status", rc,
+               sg_log_esc(o, sizeof(o), out));
     }
-    sg_store_strv_free(q, n);
+    sg_store_strv_free(q, nall);
 }
 
 static void *release_thread(void *arg)
@@ -222,6 +274,14 @@ void sg_jobs_held(const char *account, const char *qid)
 {
     if (qid == NULL || qid[0] == '\0')
         return;                   /* no {i}: already warned about; cannot be released by id */
+    if (!sg_release_qid_valid(qid)) {
+        char esc[200], aesc[400];
+        sg_log(LOG_WARNING, "refusing to record qid=%s of account=<%s>: not a Postfix or "
+                   "Sendmail queue id (check the MTA's {i} macro); the message stays held: "
+                   "release it by hand", sg_log_esc(esc, sizeof(esc), qid),
+                   sg_log_esc(aesc, sizeof(aesc), account));
+        return;
+    }
     follow_extra(account);
     if (sg_store_held_add(J.store, account, J.relay, qid) == 0)
         return;
@@ -241,6 +301,11 @@ void sg_jobs_start(sg_store_t *primary, sg_store_t *fallback, const char *relay)
     };
     char err[256];
 
+    /* Nothing is read relative to where the daemon was started: the
+     * standard ovh.conf lookup (ovh.credentials unset) would read
+     * ./ovh.conf, a file whoever owns that directory writes. */
+    if (chdir("/") != 0)
+        sg_log(LOG_WARNING, "chdir /: %s", strerror(errno));
     J.store = primary;
     J.fallback = fallback;
     snprintf(J.relay, sizeof(J.relay), "%s", relay);

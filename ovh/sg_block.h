@@ -77,13 +77,7 @@ char *sg_block_draft(const struct sg_account *a, const struct sg_block_facts *f,
  * with upper, lower, digit and symbol. 0 or -1. */
 int sg_block_password(char *out, size_t len);
 
-/* Rewrite a Postfix SASL password map source file (smtp_sasl_password_maps,
- * "KEY user:password" lines): every line whose user is `user` (case-
- * insensitive) gets `password`. The file is replaced atomically, mode
- * 0600, owner kept. Returns the number of lines changed (0 = user not
- * found: nothing written) or -1 (err says why, never with the password). */
-int sg_block_sasl_rewrite(const char *path, const char *user, const char *password,
-                          char *err, size_t errlen);
+/* The SASL map itself: sg_saslmap.h (util/). */
 
 /* One line of evidence for alerts, from the store's evidence over the last
  * 24 hours: "messages_24h=N recipients_24h=N new_ips=N new_mailers=N

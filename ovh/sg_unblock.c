@@ -19,6 +19,7 @@
 #include "sg_log.h"
 #include "sg_ovh.h"
 #include "sg_run.h"
+#include "sg_saslmap.h"
 #include "sg_store.h"
 
 #define PASSWORD_LEN 20
@@ -167,34 +168,6 @@ static void state_note(sg_store_t *st, const char *account, const char *phase, c
     sg_store_state_set(st, account, &s);
 }
 
-/* Does the SASL map have a line for user? (checked before the API call) */
-static bool sasl_has_user(const char *path, const char *user, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "r");
-    char *line = NULL;
-    size_t cap = 0, ulen = strlen(user);
-    bool found = false;
-
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: cannot read it", path);
-        return false;
-    }
-    while (!found && getline(&line, &cap, f) > 0) {
-        char *p = line + strspn(line, " \t"), *v;
-        if (*p == '#')
-            continue;
-        v = p + strcspn(p, " \t\n");
-        v += strspn(v, " \t");
-        found = strncasecmp(v, user, ulen) == 0 && v[ulen] == ':';
-    }
-    free(line);
-    fclose(f);
-    if (!found)
-        snprintf(err, errlen, "%s has no line for %s: nothing would use the new password",
-                 path, user);
-    return found;
-}
-
 static int rotate(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
                   const struct sg_account *a, const char *who, bool show_password,
                   const char *phase, char *msg, size_t msglen)
@@ -209,8 +182,10 @@ static int rotate(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
                  "sasl_map_file for the account, or pass --show-password", a->address);
         return -1;
     }
-    if (a->sasl_map_file != NULL && !sasl_has_user(a->sasl_map_file, a->address, err, sizeof(err))) {
-        snprintf(msg, msglen, "%s", err);
+    /* Before the API: a map this process cannot rewrite would lose the new password. */
+    if (a->sasl_map_file != NULL &&
+        sg_saslmap_check(a->sasl_map_file, a->address, err, sizeof(err)) != 0) {
+        snprintf(msg, msglen, "%s (nothing was changed)", err);
         return -1;
     }
     if (sg_block_password(pw, PASSWORD_LEN) != 0 || sg_ovh_password_problem(a->offer, pw)) {
@@ -229,7 +204,7 @@ static int rotate(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
     state_note(st, a->address, phase, note);
     sg_block_audit(who, "password_change", a->address, a->sasl_map_file);
     if (a->sasl_map_file != NULL) {
-        changed = sg_block_sasl_rewrite(a->sasl_map_file, a->address, pw, err, sizeof(err));
+        changed = sg_saslmap_rewrite(a->sasl_map_file, a->address, pw, err, sizeof(err));
         if (changed <= 0) {
             sg_log(LOG_CRIT, "account=<%s>: password changed at OVHcloud but %s could not be "
                    "updated: %s", a->address, a->sasl_map_file, err);

@@ -2,8 +2,10 @@
  * sg_run.c - fork/exec of a configured argv with a pipe on each side and
  * a deadline.
  *
- * Must not: go through a shell, pass message data in argv, or block past
- * its deadline (the child is killed, then reaped).
+ * Must not: go through a shell, pass message data in argv, hand the child
+ * our environment (API secrets: OVH_*) or descriptors (Redis, libcurl
+ * sockets), or block past its deadline: the child's process group is
+ * killed then, and reaping it is bounded too.
  */
 #include "sg_run.h"
 
@@ -11,12 +13,22 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+
+#define TICK_MS 50                 /* how often a child that closed its output is checked */
+#define REAP_GRACE_MS 3000         /* after SIGKILL: how long waitpid may take */
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+const char *const sg_run_kept_env[] = {
+    "PATH", "TZ", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", NULL,
+};
 
 static long mono_ms(void)
 {
@@ -25,32 +37,100 @@ static long mono_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-extern char **environ;
+static bool same_key(const char *a, const char *b)
+{
+    size_t ka = strcspn(a, "="), kb = strcspn(b, "=");
+    return ka == kb && strncmp(a, b, ka) == 0;
+}
 
-/* environ plus the extra "KEY=value" strings (which win: later entries are
- * found last by getenv, so extras replacing a key drop the inherited one). */
+/* build_env - the kept variables of ours (PATH defaulted) plus the extra
+ * "KEY=value" strings, an extra replacing a kept one of the same name. The
+ * strings are not copied: the array alone is freed. */
 static char **build_env(const char *const *env, size_t nenv)
 {
-    size_t ne = 0, o = 0;
-    char **envp;
+    static char default_path[] = "PATH=" DEFAULT_PATH;
+    size_t nk = sizeof(sg_run_kept_env) / sizeof(sg_run_kept_env[0]), o = 0;
+    char **envp = calloc(nk + nenv + 2, sizeof(*envp));
 
-    while (environ && environ[ne])
-        ne++;
-    envp = calloc(ne + nenv + 1, sizeof(*envp));
     if (envp == NULL)
         return NULL;
-    for (size_t i = 0; i < ne; i++) {
-        const char *eq = strchr(environ[i], '=');
-        size_t klen = eq ? (size_t)(eq - environ[i]) + 1 : strlen(environ[i]);
-        int replaced = 0;
+    for (size_t i = 0; sg_run_kept_env[i] != NULL; i++) {
+        const char *name = sg_run_kept_env[i];
+        char *v = getenv(name);
+        bool replaced = false;
+
         for (size_t j = 0; j < nenv && !replaced; j++)
-            replaced = strncmp(env[j], environ[i], klen) == 0;
-        if (!replaced)
-            envp[o++] = environ[i];
+            replaced = strncmp(env[j], name, strlen(name)) == 0 && env[j][strlen(name)] == '=';
+        if (replaced)
+            continue;
+        if (v != NULL)
+            envp[o++] = v - strlen(name) - 1;          /* "NAME=value" in environ */
+        else if (strcmp(name, "PATH") == 0)
+            envp[o++] = default_path;
     }
-    for (size_t j = 0; j < nenv; j++)
-        envp[o++] = (char *)env[j];
+    for (size_t j = 0; j < nenv; j++) {
+        bool dup = false;
+        for (size_t k = j + 1; k < nenv && !dup; k++)
+            dup = same_key(env[j], env[k]);           /* a later extra wins */
+        if (!dup && strchr(env[j], '=') != NULL)
+            envp[o++] = (char *)env[j];
+    }
     return envp;
+}
+
+/* In the child: every descriptor above 2 closed (inherited Redis or curl
+ * sockets without O_CLOEXEC included). Async-signal-safe. */
+static void close_from_3(void)
+{
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
+        return;
+#endif
+    for (long fd = 3, max = sysconf(_SC_OPEN_MAX); fd < (max > 0 ? max : 65536); fd++)
+        close((int)fd);
+}
+
+static void child(int in, int out, char **args, char **envp)
+{
+    static const char msg[] = "cannot execute the command\n";
+    struct sigaction dfl;
+    sigset_t none;
+
+    setpgid(0, 0);                 /* its own group: the deadline kills it all */
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &dfl, NULL);        /* SIGKILL/SIGSTOP just fail */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+        _exit(127);
+    close_from_3();
+    execvpe(args[0], args, envp);
+    if (write(2, msg, sizeof(msg) - 1) < 0)
+        _exit(127);
+    _exit(127);
+}
+
+/* Reap pid within ms milliseconds. true when reaped (*status set). */
+static bool reap(pid_t pid, int *status, long ms)
+{
+    long until = mono_ms() + ms;
+
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid)
+            return true;
+        if (r < 0 && errno == ECHILD) {   /* reaped by someone else (SIGCHLD ignored) */
+            *status = -1;
+            return true;
+        }
+        if (r < 0 && errno != EINTR)
+            return false;
+        if (mono_ms() >= until)
+            return false;
+        poll(NULL, 0, 10);
+    }
 }
 
 int sg_run(const char *const *argv, size_t n, const char *const *env, size_t nenv,
@@ -59,6 +139,7 @@ int sg_run(const char *const *argv, size_t n, const char *const *env, size_t nen
     int in[2] = { -1, -1 }, out[2] = { -1, -1 }, status = 0;
     size_t inlen = input ? strlen(input) : 0, inoff = 0, outlen = 0;
     long deadline = mono_ms() + (long)timeout_s * 1000L;
+    bool reaped = false, killed = false;
     char **args, **envp;
     pid_t pid;
 
@@ -96,20 +177,9 @@ int sg_run(const char *const *argv, size_t n, const char *const *env, size_t nen
         close(in[0]); close(in[1]); close(out[0]); close(out[1]);
         return -1;
     }
-    if (pid == 0) {                   /* only async-signal-safe calls from here */
-        static const char msg[] = "cannot execute the command\n";
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        dup2(out[1], 2);
-        execvpe(args[0], args, envp);
-        if (write(2, msg, sizeof(msg) - 1) < 0)
-            _exit(127);
-        _exit(127);
-    }
+    if (pid == 0)                  /* only async-signal-safe calls in there */
+        child(in[0], out[1], args, envp);
+    setpgid(pid, pid);             /* also here: no race with an early kill */
     free(args);
     free(envp);
     close(in[0]);
@@ -120,45 +190,74 @@ int sg_run(const char *const *argv, size_t n, const char *const *env, size_t nen
     } else {
         fcntl(in[1], F_SETFL, O_NONBLOCK);
     }
-    for (;;) {
-        struct pollfd p[2] = { { out[0], POLLIN, 0 }, { in[1], POLLOUT, 0 } };
+    /* Until the child is reaped and its output closed (either may come
+     * first: a child may close its output and go on), or the deadline. */
+    while (!reaped || out[0] >= 0) {
+        struct pollfd p[2];
         long left = deadline - mono_ms();
-        int np = in[1] >= 0 ? 2 : 1, r;
+        nfds_t np = 0;
+        int r, tick = (int)(left < TICK_MS ? left : TICK_MS);
 
         if (left <= 0) {
-            kill(pid, SIGKILL);
+            kill(-pid, SIGKILL);   /* the group: what it started dies too */
+            killed = !reaped;      /* a straggler holding the output: the status stands */
             break;
         }
-        r = poll(p, (nfds_t)np, (int)left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (np == 2 && (p[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
-            ssize_t w = write(in[1], input + inoff, inlen - inoff);
-            if (w > 0)
-                inoff += (size_t)w;
-            if (w < 0 || inoff == inlen) {
-                close(in[1]);
-                in[1] = -1;
+        if (out[0] >= 0)
+            p[np++] = (struct pollfd){ out[0], POLLIN, 0 };
+        if (in[1] >= 0)
+            p[np++] = (struct pollfd){ in[1], POLLOUT, 0 };
+        r = poll(p, np, reaped ? (int)left : tick);
+        if (r < 0 && errno != EINTR)
+            break;
+        for (nfds_t i = 0; r > 0 && i < np; i++) {
+            if (p[i].fd == in[1] && (p[i].revents & (POLLOUT | POLLERR | POLLHUP))) {
+                ssize_t w = write(in[1], input + inoff, inlen - inoff);
+                if (w > 0)
+                    inoff += (size_t)w;
+                if ((w < 0 && errno != EAGAIN) || inoff == inlen) {
+                    close(in[1]);
+                    in[1] = -1;
+                }
+            } else if (p[i].fd == out[0] && (p[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+                char buf[512];
+                ssize_t rd = read(out[0], buf, sizeof(buf));
+                if (rd <= 0) {
+                    close(out[0]);
+                    out[0] = -1;
+                } else if (errbuf && outlen + 1 < errsize) {
+                    size_t k = (size_t)rd < errsize - 1 - outlen ? (size_t)rd
+                                                                : errsize - 1 - outlen;
+                    memcpy(errbuf + outlen, buf, k);
+                    outlen += k;
+                    errbuf[outlen] = '\0';
+                }
             }
         }
-        if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-            char buf[512];
-            ssize_t rd = read(out[0], buf, sizeof(buf));
-            if (rd <= 0)
-                break;
-            if (errbuf && outlen + 1 < errsize) {
-                size_t k = (size_t)rd < errsize - 1 - outlen ? (size_t)rd : errsize - 1 - outlen;
-                memcpy(errbuf + outlen, buf, k);
-                outlen += k;
-                errbuf[outlen] = '\0';
-            }
+        if (!reaped)
+            reaped = reap(pid, &status, 0);
+        if (reaped && in[1] >= 0) {
+            close(in[1]);
+            in[1] = -1;
         }
     }
     if (in[1] >= 0)
         close(in[1]);
-    close(out[0]);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    if (out[0] >= 0)
+        close(out[0]);
+    if (!reaped && !reap(pid, &status, killed ? REAP_GRACE_MS : 0)) {
+        kill(-pid, SIGKILL);
+        if (errbuf)
+            snprintf(errbuf, errsize, "the command could not be reaped after SIGKILL");
+        return 128 + SIGKILL;
+    }
+    if (killed)
+        return 128 + SIGKILL;
+    if (status == -1) {
+        if (errbuf)
+            snprintf(errbuf, errsize, "the command's exit status is unknown (SIGCHLD ignored)");
+        return -1;
+    }
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     if (WIFSIGNALED(status))

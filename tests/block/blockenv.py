@@ -1,24 +1,34 @@
 """
 blockenv - helpers for the block-workflow end-to-end tests (test_block_e2e.py).
 
-Builds on tests/e2e/harness.py (not modified): a throwaway Postfix, smtp-sink,
-a real redis-server and the sendguard daemon, plus here:
+Builds on tests/e2e/harness.py: a throwaway Postfix, smtp-sink, a real
+redis-server and the sendguard daemon, plus here:
 
   Standin       the stand-in OVHcloud API (tests/ovhapi/standin.py) on 127.0.0.1
   BlockEnv      stand-in + redis + sink + sendguard (Redis store, watcher on,
                 on_block hold, release through `postsuper -c DIR -H -`) + Postfix
   seed_baseline old evidence written straight into Redis (an old client IP,
                 low hourly traffic 26-40 h ago) so "new IP" and "spike" mean something
+  ReleaseHelper `sendguardctl release-helper --listen SOCKET` as root: the
+                one privileged path (issue 10)
   ctl()         run sendguardctl against the test's config
+
+The daemon runs unprivileged, as it does in production: started by root with
+`-u nobody`, its socket in a directory nobody owns, releasing held mail
+through the root helper (release_helper); the files it writes (SASL map,
+after_password_change marker, alert output) live in a directory nobody owns,
+as /etc/postfix/sendguard/ would be the sendguard user's.
 
 Everything listens on 127.0.0.1; everything started is registered with the
 harness and stopped at the end. A missing tool is a failure, never a skip.
 """
 from __future__ import annotations
 
+import grp
 import hashlib
 import json
 import os
+import pwd
 import re
 import select
 import signal
@@ -41,6 +51,7 @@ AK = "ak-block-e2e"
 AS = "as-SECRET-block-e2e-7f3a"
 CK = "ck-SECRET-block-e2e-91c2"
 SECRETS = (AS, CK)
+DAEMON_USER = "nobody"            # the daemon's user in these tests (-u)
 
 # The four offers, one account each (all unblocked at start).
 ACCOUNTS = {
@@ -245,6 +256,57 @@ echo "$SG_EVENT $SG_ACCOUNT $SG_TICKET" >> {out}
 """
 
 
+class ReleaseHelper:
+    """`sendguardctl -c CONFIG release-helper --listen SOCKET --group G`, as root:
+    takes queue ids from the daemon and runs the config's release_command."""
+
+    def __init__(self, ctl_binary, config_path, sockdir, group, env):
+        self.ctl_binary = ctl_binary
+        self.config_path = config_path
+        self.path = os.path.join(sockdir, "release.sock")
+        self.group = group
+        self.env = env
+        self.logfile = os.path.join(sockdir, "release-helper.log")
+        self.proc = None
+        self._log_fh = None
+
+    def start(self, timeout=10):
+        self._log_fh = open(self.logfile, "ab", buffering=0)
+        self.proc = subprocess.Popen(
+            [self.ctl_binary, "-c", self.config_path, "release-helper", "--listen", self.path,
+             "--group", self.group],
+            stdin=subprocess.DEVNULL, stdout=self._log_fh, stderr=self._log_fh, env=self.env,
+            start_new_session=True, preexec_fn=harness._child_setup)
+        harness._register(self)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise HarnessError(f"release helper exited with status {self.proc.returncode}:"
+                                   f"\n{harness.tail(self.logfile)}")
+            return harness.unix_accepts(self.path)
+        wait_until(ready, timeout, f"release helper socket {self.path}")
+        return self
+
+    def stop(self):
+        harness._unregister(self)
+        if self.proc is not None:
+            harness._kill_process(self.proc, 10)
+            self.proc = None
+        if self._log_fh is not None:
+            self._log_fh.close()
+            self._log_fh = None
+
+    def log_text(self):
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def __repr__(self):
+        return f"ReleaseHelper({self.path})"
+
+
 class BlockEnv:
     """stand-in + redis + (sink, sendguard, Postfix) for one offer's account."""
 
@@ -260,10 +322,18 @@ class BlockEnv:
         self.home = scratch.sub("home", mode=0o700)
         self.standin = Standin(scratch.sub("standin"), fixture(blocked))
         self.redis = harness.RedisServer(scratch.sub("redis"))
-        self.alert_out = scratch.file("alerts.txt")
+        pw = pwd.getpwnam(DAEMON_USER)
+        self.daemon_uid, self.daemon_gid = pw.pw_uid, pw.pw_gid
+        # what the unprivileged daemon writes: a directory of its own
+        self.daemon_dir = scratch.sub("daemon", owner=DAEMON_USER, mode=0o755)
+        # the release helper's socket: a directory only root writes
+        self.release_dir = scratch.sub("release", mode=0o755)
+        self.release_sock = os.path.join(self.release_dir, "release.sock")
+        self.helper = None
+        self.alert_out = os.path.join(self.daemon_dir, "alerts.txt")
         self.alert_sh = scratch.file("alert.sh")
-        self.sasl_map = scratch.file("sasl_passwd")
-        self.marker = scratch.file("after_password_change.marker")
+        self.sasl_map = os.path.join(self.daemon_dir, "sasl_passwd")
+        self.marker = os.path.join(self.daemon_dir, "after_password_change.marker")
         self.ovh_conf = scratch.file("ovh.conf")
         self.extra_top = dict(extra_top or {})
         self.seed = seed
@@ -285,11 +355,9 @@ class BlockEnv:
             ovh={"credentials": self.ovh_conf, "poll_interval": "5s", "timeout": "5s"},
             on_block="hold",
             release_command=["postsuper", "-c", self.postfix_config_dir, "-H", "-"],
+            release_helper=self.release_sock,
             after_password_change=["touch", self.marker],
             alert={"command": [self.alert_sh], "interval": "1h"},
-            # release_command (postsuper -H) needs root: until the privileged
-            # path exists the daemon stays root here, explicitly
-            user="root",
         )
         top.update(self.extra_top)
         return harness.sendguard_config(
@@ -321,30 +389,43 @@ class BlockEnv:
                 raise HarnessError(f"binary not found or not executable: {b!r}")
         self.standin.start()
         self.standin.write_ovh_conf(self.ovh_conf)
+        os.chown(self.ovh_conf, self.daemon_uid, self.daemon_gid)    # 0600, the daemon's
         with open(self.alert_sh, "w") as f:
             f.write(ALERT_SH.format(out=self.alert_out))
         os.chmod(self.alert_sh, 0o755)
+        # appended to by the daemon (nobody) and by sendguardctl (root)
+        open(self.alert_out, "a").close()
+        os.chown(self.alert_out, self.daemon_uid, self.daemon_gid)
         with open(self.sasl_map, "w") as f:
             f.write("# relay credentials\n"
                     "[smtp.other.example]:587 someone@example.org:keepme123\n"
                     f"[127.0.0.1]:2525 {self.address}:{OLD_PASSWORD}\n")
         os.chmod(self.sasl_map, 0o600)
+        os.chown(self.sasl_map, self.daemon_uid, self.daemon_gid)
         self.redis.start()
         if self.seed:
             seed_baseline(self.redis, self.address)
-        self.env = self.mail_env(self.scratch, self.binary, config=self.sendguard_text)
+        self.env = self.mail_env(self.scratch, self.binary, config=self.sendguard_text,
+                                 user=DAEMON_USER)
         self.sg, self.postfix, self.sink = self.env.sendguard, self.env.postfix, self.env.sink
-        self.sg.user = None                # "root" from the config
         self.sg.env = clean_env(self.home, {k: v for k, v in self.sg.env.items()
                                             if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS")})
+        self.helper = ReleaseHelper(self.ctl_binary, self.sg.config_path, self.release_dir,
+                                    grp.getgrgid(self.daemon_gid).gr_name, clean_env(self.home))
+        self.helper.start()
         self.env.start()
+        # the daemon really runs as DAEMON_USER (not root)
+        with open(f"/proc/{self.sg.pid}/status") as f:
+            uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)", f.read(), re.M).groups()
+        if {int(u) for u in uids} != {self.daemon_uid}:
+            raise HarnessError(f"sendguard runs with uids {uids}, not {DAEMON_USER}")
         # the watcher's first round: the account is known to be fine
         self.wait_phase(lambda st: st.get("checked_ms", 0) > 0, 15, "the watcher's first poll")
         log(f"block env ({self.offer}) up in {time.monotonic() - t0:.1f}s")
         return self
 
     def stop(self):
-        for part in (self.env, self.redis, self.standin):
+        for part in (self.env, self.helper, self.redis, self.standin):
             if part is not None:
                 try:
                     part.stop()
@@ -422,4 +503,6 @@ class BlockEnv:
         except Exception as e:
             parts.append(f"stand-in log: {e}")
         parts.append(f"alerts: {self.alerts()}")
+        if self.helper is not None:
+            parts.append("--- release helper log ---\n" + self.helper.log_text()[-2000:])
         return "\n".join(parts)

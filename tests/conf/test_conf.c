@@ -168,7 +168,7 @@ static void test_example_loads(void **state)
     assert_int_equal(a->nsenders, 3);
     assert_string_equal(a->senders[1], "*@sales.example.com");
     assert_string_equal(a->senders[2], "jdoe");
-    assert_string_equal(a->sasl_map_file, "/etc/postfix/sasl_passwd");
+    assert_string_equal(a->sasl_map_file, "/etc/postfix/sendguard/sasl_passwd");
     assert_int_equal(a->nlimits, 2);
     assert_ptr_not_equal(a->limits, s->limits);
     assert_int_equal(a->limits[0].cap[SG_UNIT_MESSAGES], 100);

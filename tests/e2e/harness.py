@@ -1255,19 +1255,20 @@ class MailEnv:
     config=None: no milter (plain relay, for harness smoke tests)."""
 
     def __init__(self, scratch, binary=None, config=None, socket="unix", extra_main=None,
-                 **postfix_kw):
-        self.sink_and_sendguard(scratch, binary, config, socket)
+                 user="nobody", **postfix_kw):
+        self.sink_and_sendguard(scratch, binary, config, socket, user=user)
         self.postfix = Postfix(scratch.sub("postfix"), self.sink.port,
                                milter=self.sendguard.socket if self.sendguard else None,
                                extra_main=extra_main, **postfix_kw)
         self.mta = self.postfix     # what start/stop/smtp use (sendmail_harness: a Sendmail)
 
-    def sink_and_sendguard(self, scratch, binary, config, socket):
+    def sink_and_sendguard(self, scratch, binary, config, socket, user="nobody"):
         self.scratch = scratch
         self.sink = SmtpSink(scratch.sub("sink"))
         self.sendguard = None
         if config is not None:
-            self.sendguard = Sendguard(binary, scratch.sub("sendguard"), config, socket=socket)
+            self.sendguard = Sendguard(binary, scratch.sub("sendguard"), config, socket=socket,
+                                       user=user)
 
     def start(self):
         try:

@@ -379,8 +379,9 @@ class SendmailEnv(harness.MailEnv):
 
     postfix = None
 
-    def __init__(self, scratch, binary=None, config=None, socket="unix", **sendmail_kw):
-        self.sink_and_sendguard(scratch, binary, config, socket)
+    def __init__(self, scratch, binary=None, config=None, socket="unix", user="nobody",
+                 **sendmail_kw):
+        self.sink_and_sendguard(scratch, binary, config, socket, user=user)
         self.sendmail = Sendmail(scratch.sub("sendmail"), self.sink.port,
                                  milter=self.sendguard.socket if self.sendguard else None,
                                  **sendmail_kw)

@@ -357,8 +357,8 @@ exit 0
         e = blockenv.BlockEnv(
             self.scratch, "mxplan", sg, ctl,
             extra_top={"release_command": [smh.RELEASE_SCRIPT, "-S", sm_path]},
-            mail_env=lambda scratch, binary, config: smh.SendmailEnv(scratch, binary, config,
-                                                                     users=USERS))
+            mail_env=lambda scratch, binary, config, user: smh.SendmailEnv(scratch, binary, config,
+                                                                           users=USERS, user=user))
         self.addCleanup(e.stop)
         e.start()
         self._env = e.env

@@ -161,46 +161,6 @@ static void test_password(void **state)
     assert_int_equal(sg_block_password(a, 8), -1);
 }
 
-static void test_sasl_rewrite(void **state)
-{
-    char path[] = "/tmp/sg-sasl-XXXXXX", err[256], buf[1024];
-    const char *text =
-        "# relay credentials\n"
-        "[ssl0.ovh.net]:587 Sales@Example.com:oldpass\n"
-        "[ssl0.ovh.net]:465\tsales@example.com:old:with:colons\n"
-        "sales2@example.com [ssl0.ovh.net]:587 sales2@example.com:keep\n"
-        "\n";
-    struct stat st;
-    FILE *f;
-    int fd = mkstemp(path);
-    size_t n;
-
-    (void)state;
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    fchmod(fd, 0640);
-    close(fd);
-    assert_int_equal(sg_block_sasl_rewrite(path, "sales@example.com", "N3w-Pass!word", err,
-                                           sizeof(err)), 2);
-    f = fopen(path, "r");
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    assert_string_equal(buf,
-        "# relay credentials\n"
-        "[ssl0.ovh.net]:587 Sales@Example.com:N3w-Pass!word\n"
-        "[ssl0.ovh.net]:465\tsales@example.com:N3w-Pass!word\n"
-        "sales2@example.com [ssl0.ovh.net]:587 sales2@example.com:keep\n"
-        "\n");
-    stat(path, &st);
-    assert_int_equal(st.st_mode & 0777, 0600);
-    assert_int_equal(sg_block_sasl_rewrite(path, "nobody@example.com", "x", err, sizeof(err)), 0);
-    assert_null(strstr(err, "x\n"));
-    unlink(path);
-    assert_int_equal(sg_block_sasl_rewrite(path, "a@b", "secretpw", err, sizeof(err)), -1);
-    assert_null(strstr(err, "secretpw"));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -208,7 +168,6 @@ int main(void)
         cmocka_unit_test(test_quiet_account_is_legitimate),
         cmocka_unit_test(test_no_traffic_is_not_us),
         cmocka_unit_test(test_password),
-        cmocka_unit_test(test_sasl_rewrite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
