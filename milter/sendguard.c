@@ -272,8 +272,10 @@ static int open_socket(struct startup *st, int mode, int timeout_s)
              * owner (no privilege involved) */
             if (!st->root && st->sock_gid != (gid_t)-1 && sb.st_gid != st->sock_gid &&
                 fchownat(AT_FDCWD, path, (uid_t)-1, st->sock_gid, AT_SYMLINK_NOFOLLOW) != 0)
-                sg_log(LOG_WARNING, "%s: cannot give the socket to group %ld: %s", path,
-                       (long)st->sock_gid, strerror(errno));
+                sg_log(LOG_WARNING, "%s: cannot give the socket to group %ld (%s): the MTA may "
+                       "not be able to connect; make its directory setgid to that group "
+                       "(chgrp postfix DIR; chmod 2750 DIR)", path, (long)st->sock_gid,
+                       strerror(errno));
         }
     }
     umask(old);

@@ -377,7 +377,7 @@ class Package(h.ScratchTestCase):
         self.assertFalse(os.path.exists(pw.pw_dir) and pw.pw_dir != "/nonexistent",
                          f"a home directory was made: {pw.pw_dir}")
         self.assertIn("postfix", grp.getgrnam("sendguard").gr_mem)
-        self.assertPath(SPOOL_DIR, "d", 0o750, "sendguard", "postfix")
+        self.assertPath(SPOOL_DIR, "d", 0o2750, "sendguard", "postfix")
         # Dependencies: a package in Depends for every library a program
         # links (its NEEDED entries), as dh_shlibdeps should have made them.
         links = []     # (program, soname, resolved path)
@@ -412,7 +412,7 @@ class Package(h.ScratchTestCase):
         dpkg(["--triggers-only", PKG], self.log)
         self.assertIn("postfix", grp.getgrnam("sendguard").gr_mem,
                       "the trigger did not add postfix to the sendguard group")
-        self.assertPath(SPOOL_DIR, "d", 0o750, "sendguard", "postfix")
+        self.assertPath(SPOOL_DIR, "d", 0o2750, "sendguard", "postfix")
         self.assertEqual(pkg_status(), "ii")
 
     def check_reinstall(self):
@@ -427,7 +427,7 @@ class Package(h.ScratchTestCase):
             self.assertIn("# edited by the package test", f.read(), "the edited conffile was replaced")
         self.assertPath("/etc/sendguard", "d", 0o750, "root", "sendguard")
         self.assertPath(CONF, "f", 0o640, "root", "sendguard")
-        self.assertPath(SPOOL_DIR, "d", 0o750, "sendguard", "postfix")
+        self.assertPath(SPOOL_DIR, "d", 0o2750, "sendguard", "postfix")
         r = run(["dpkg-statoverride", "--list"])
         self.assertEqual(len(re.findall(r"/etc/sendguard", r.out)), 2, r.out)
 
