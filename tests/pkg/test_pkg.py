@@ -360,8 +360,11 @@ class Package(h.ScratchTestCase):
         self.assertPath("/lib/systemd/system/sendguard.service", "f", 0o644)
         for page in ("man8/sendguard.8.gz", "man8/sendguardctl.8.gz", "man5/sendguard.conf.5.gz"):
             self.assertPath("/usr/share/man/" + page, "f", 0o644)
-        for ex in ("sendguard.conf", "ovh.conf", "postfix-main.cf", "sendmail.mc"):
+        for ex in ("sendguard.conf", "ovh.conf", "postfix-main.cf", "sendmail.mc", "sendguard.json"):
             self.assertPath("/usr/share/doc/sendguard/examples/" + ex, "f", 0o644)
+        self.assertPath("/usr/share/doc/sendguard/examples/sendguard-release-sendmail", "f", 0o755)
+        for unit in ("sendguard.service", "sendguard-release.socket", "sendguard-release@.service"):
+            self.assertPath("/lib/systemd/system/" + unit, "f", 0o644)
         self.assertPath("/usr/share/doc/sendguard/copyright", "f", 0o644)
         with open("/lib/systemd/system/sendguard.service") as f:
             unit = f.read()
