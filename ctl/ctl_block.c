@@ -28,6 +28,7 @@
 #define EX_USAGE_ 64
 #define EX_UNAVAILABLE_ 69
 #define H_MS 3600000LL
+#define SINCE_MAX_MS (366 * 24 * H_MS)   /* report --since: at most a year back */
 
 struct opts {
     const char *account, *answers, *since;
@@ -361,6 +362,11 @@ static int load_case(sg_conf_t *conf, const struct opts *o, sg_store_t **store, 
         return EX_USAGE_;
     if (o->since && !sg_conf_parse_duration(o->since, &since)) {
         fprintf(stderr, "sendguardctl: --since %s: not a duration (24h, 2d...)\n", o->since);
+        return EX_USAGE_;
+    }
+    if (since > SINCE_MAX_MS || (int64_t)since > now_ms()) {
+        fprintf(stderr, "sendguardctl: --since %s: longer than %d days: the evidence goes back "
+                "days, not years\n", o->since, (int)(SINCE_MAX_MS / (24 * H_MS)));
         return EX_USAGE_;
     }
     if ((*store = sg_ctl_store_open(s, "the block workflow")) == NULL)

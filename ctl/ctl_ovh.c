@@ -338,7 +338,7 @@ static int cmd_credential(sg_conf_t *conf, int argc, char **argv)
     snprintf(files, sizeof(files), "%s", sg_ovh_creds_files(creds));
     sg_ovh_t *c = sg_ovh_new(creds, NULL, &err);
     sg_ovh_creds_free(creds);
-    if (!c || sg_ovh_credential_request(c, offers, redirection, &cr, &err) != 0) {
+    if (!c || sg_ovh_credential_request(c, offers, redirection, NULL, 0, &cr, &err) != 0) {
         fprintf(stderr, "sendguardctl: ovh credential: %s\n", sg_ovh_strerror(&err, msg, sizeof(msg)));
         sg_ovh_free(c);
         return EX_FAIL;

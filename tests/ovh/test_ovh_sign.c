@@ -146,6 +146,16 @@ static void test_endpoint_literal(void **state)
     assert_false(sg_ovh_endpoint_url("eu/api", buf, sizeof(buf)));
     assert_true(sg_ovh_endpoint_token_url("http://127.0.0.1:8080/1.0", buf, sizeof(buf)));
     assert_string_equal(buf, "http://127.0.0.1:8080/auth/oauth2/token");
+    /* A region's API written as a URL: the region's token URL, not one on the API host. */
+    assert_true(sg_ovh_endpoint_token_url("https://eu.api.ovh.com/1.0", buf, sizeof(buf)));
+    assert_string_equal(buf, "https://www.ovh.com/auth/oauth2/token");
+    assert_true(sg_ovh_endpoint_token_url("https://ca.api.ovh.com/1.0/", buf, sizeof(buf)));
+    assert_string_equal(buf, "https://ca.ovh.com/auth/oauth2/token");
+    assert_true(sg_ovh_endpoint_token_url("https://api.us.ovhcloud.com/1.0", buf, sizeof(buf)));
+    assert_string_equal(buf, "https://us.ovhcloud.com/auth/oauth2/token");
+    /* Another host (not a stand-in on loopback): no guessed token URL. */
+    assert_false(sg_ovh_endpoint_token_url("https://api.example.net/1.0", buf, sizeof(buf)));
+    assert_false(sg_ovh_endpoint_token_url("https://eu.api.kimsufi.com/1.0", buf, sizeof(buf)));
 }
 
 static void test_path(void **state)
