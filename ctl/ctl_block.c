@@ -639,7 +639,7 @@ int sg_ctl_rotate(sg_conf_t *conf, int argc, char **argv)
 
 /* --- a pending password change (sendguardctl status) --------------------------- */
 
-int sg_ctl_password_pending(sg_conf_t *conf, sg_store_t *store, const char *only)
+int sg_ctl_password_pending(sg_conf_t *conf, sg_store_t *store, const char *only, FILE *out)
 {
     const struct sg_settings *s = sg_conf_settings(conf);
     sg_ovh_t *c = NULL;
@@ -666,7 +666,7 @@ int sg_ctl_password_pending(sg_conf_t *conf, sg_store_t *store, const char *only
         }
         int rc = sg_block_pending(c, store, s, a, who, msg, sizeof(msg));
         if (rc != 0)
-            fprintf(rc < 0 ? stderr : stdout, "%s%s\n", rc < 0 ? "sendguardctl: " : "", msg);
+            fprintf(rc < 0 ? stderr : out, "%s%s\n", rc < 0 ? "sendguardctl: " : "", msg);
         if (rc < 0 || (rc == 2 && strstr(msg, "ended in error")))
             worst = EX_FAIL;
     }

@@ -274,7 +274,7 @@ int sg_ctl_status(sg_conf_t *conf, int argc, char **argv)
         return EX_UNAVAILABLE_;
     }
     /* A password change waiting for OVHcloud's task: finish it first. */
-    if (sg_ctl_password_pending(conf, st, only) != 0)
+    if (sg_ctl_password_pending(conf, st, only, as_json ? stderr : stdout) != 0)
         err_pending = 1;
     if (only != NULL) {
         char account[SG_ADDR_MAX + 1];

@@ -602,6 +602,13 @@ static CURLcode perform(sg_ovh_t *c, const struct req *r, long *status)
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);      /* the wire URL is the signed URL */
+    if (write) {
+        /* A write on a connection of its own: libcurl silently resends a
+         * request whose reused connection dies before the answer, which
+         * for a write could carry it out twice. */
+        curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+    }
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(c->o.timeout_ms < 5000 ? c->o.timeout_ms : 5000));
     curl_easy_setopt(h, CURLOPT_USERAGENT, "sendguard/" SG_VERSION);

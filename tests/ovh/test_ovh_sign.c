@@ -194,6 +194,7 @@ static void test_access_rules(void **state)
     assert_non_null(strstr(s, "{\"method\":\"GET\",\"path\":\"/email/exchange/*\"}"));
     assert_non_null(strstr(s, "{\"method\":\"GET\",\"path\":\"/support/tickets\"}"));
     assert_non_null(strstr(s, "{\"method\":\"POST\",\"path\":\"/support/tickets/*/reply\"}"));
+    assert_non_null(strstr(s, "{\"method\":\"POST\",\"path\":\"/support/tickets/*/reopen\"}"));
     assert_non_null(strstr(s, "/email/domain/*/account/*/changePassword"));
     assert_null(strstr(s, "/email/pro/*/account/*/changePassword"));
     assert_null(strstr(s, "DELETE"));
@@ -201,7 +202,7 @@ static void test_access_rules(void **state)
     free(s);
     json_decref(r);
     r = sg_ovh_access_rules(SG_OVH_OFFERS_ALL);
-    assert_int_equal(json_array_size(r), 10 + 1 + 4);
+    assert_int_equal(json_array_size(r), 10 + 2 + 4);
     json_decref(r);
 }
 

@@ -1212,6 +1212,23 @@ def control(st, method, path, query, body):
             raise err(400, "outcome must be one of %s" % "|".join(TASK_OUTCOMES))
         st.task_outcomes.extend([outcome] * int(args.get("count", 1)))
         res = {"task_outcomes": st.task_outcomes}
+    elif name == "finish_tasks":
+        # Stuck tasks end at their next read, with this outcome.
+        outcome = args.get("outcome", "done")
+        if outcome not in ("done", "error"):
+            raise err(400, "outcome must be done or error")
+        for t in st.tasks.values():
+            if t["outcome"] == "stuck":
+                t["outcome"] = outcome
+        res = {}
+    elif name == "close_ticket":
+        tid = int(args.get("ticketId", 0))
+        if tid not in st.tickets:
+            raise not_found("ticketId", tid)
+        t = st.tickets[tid]["ticket"]
+        t["state"] = "closed"
+        t["canBeClosed"] = False
+        res = {"ticketId": tid}
     elif name == "auto_unblock":
         st.auto_unblock = bool(args.get("on", True))
         res = {"auto_unblock": st.auto_unblock}
