@@ -322,7 +322,7 @@ static void *watch_main(void *arg)
                    "%lld s instead (raise ovh.poll_interval to silence this)", nacc,
                    (unsigned long long)(interval / 1000),
                    (unsigned long long)(nacc * 60000 / (interval ? interval : 1)), SG_OVH_BUDGET,
-                   (long long)(cycle * 60000 / sg_ovh_budget_minute_ms() / 1000));
+                   (long long)((cycle + 999) / 1000));
         }
         /* The holder renews the lock every cycle, so it keeps it; it lives
          * 1.5 cycles, so another relay takes over half a cycle after the

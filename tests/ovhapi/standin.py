@@ -1345,6 +1345,7 @@ class Handler(BaseHTTPRequestHandler):
     # ---- the request ----------------------------------------------------
     def _dispatch(self):
         st = self.server.st
+        self._t0 = time.time()
         try:
             body = self._read_body()
         except (ValueError, OSError):
@@ -1425,7 +1426,7 @@ class Handler(BaseHTTPRequestHandler):
         with st.lock:
             e = {"method": method, "path": raw_path,
                  "body": body.decode("utf-8", "replace"), "status": status,
-                 "t": time.time(), "host": self.headers.get("Host", "")}
+                 "t": getattr(self, "_t0", time.time()), "host": self.headers.get("Host", "")}
             if dropped:
                 e["dropped"] = True
             st.log.append(e)
