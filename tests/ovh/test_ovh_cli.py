@@ -909,19 +909,23 @@ def windows(times, span):
 
 
 def case_budget(env):
+    # One process, 152 calls, a test "minute" of 3 s (SG_OVH_TEST_MINUTE_MS,
+    # test-only; without the budget the stand-in answers them in about 2.5 s):
+    # never more than 60 calls in any 3 s, so the run spreads over more than
+    # two such minutes.
     fx = json.loads(json.dumps(FIXTURE))
-    extra = ["user%03d@example.com" % i for i in range(100)]
+    extra = ["user%03d@example.com" % i for i in range(150)]
     fx["emailpro"] += [{"service": "pro1", "address": a} for a in extra]
     restart(env, fx)
     conf = env.config(["desk@example.com"] + extra)
     env.clear_log()
-    p = env.ctl(conf, "check", env={"SG_OVH_TEST_MINUTE_MS": "2000"})
-    check(p.returncode == 0, "101 accounts checked: exit 0, got %d" % p.returncode, p.stdout, p.stderr)
+    p = env.ctl(conf, "check", env={"SG_OVH_TEST_MINUTE_MS": "3000"})
+    check(p.returncode == 0, "151 accounts checked: exit 0, got %d" % p.returncode, p.stdout, p.stderr)
     times = sorted(e["t"] for e in env.log())
-    check(len(times) == 102, "101 checks and /auth/time: %d calls" % len(times))
-    worst = windows(times, 2.0)
-    check(worst <= 60, "no (test) minute above the budget of 60: %d calls in 2 s" % worst)
-    check(times[-1] - times[0] >= 2.0, "the budget spread them over more than one (test) minute "
+    check(len(times) == 152, "151 checks and /auth/time: %d calls" % len(times))
+    worst = windows(times, 3.0)
+    check(worst <= 60, "no (test) minute above the budget of 60: %d calls in 3 s" % worst)
+    check(times[-1] - times[0] >= 6.0, "the budget spread them over more than two (test) minutes "
           "(%.2f s)" % (times[-1] - times[0]))
 
 
