@@ -387,9 +387,10 @@ int64_t sg_ovh_budget_minute_ms(void)
  * the slot is taken at once, so concurrent callers queue in order. */
 static int64_t budget_reserve(void)
 {
-    /* A minute and 1 %: the API counts arrivals, and a request sent just
-     * after its slot may arrive before one sent earlier on a slower path. */
-    int64_t minute = sg_ovh_budget_minute_ms() * 101 / 100, now = sg_ovh_mono_ms(), at;
+    /* A minute and a margin (1 % + 200 ms): the API counts arrivals, and a
+     * request sent just after its slot may arrive before one sent earlier
+     * on a slower path (a new connection, a loaded machine). */
+    int64_t minute = sg_ovh_budget_minute_ms() * 101 / 100 + 200, now = sg_ovh_mono_ms(), at;
 
     pthread_mutex_lock(&budget_mu);
     at = now;

@@ -543,6 +543,14 @@ static int rotate(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
         }
     }
     free(before);
+    if (phase != NULL) {
+        /* The unblock workflow: the lockdown holds until the map has the
+         * new password (the watcher leaves password_pending alone). */
+        char note[256];
+        snprintf(note, sizeof(note), "password change in progress (task %lld) by %s",
+                 (long long)task, who);
+        state_note(st, a->address, "password_pending", note);
+    }
     if (follow_task(c, a, task, &ts, &e) != 0)
         ts = SG_OVH_TASK_TODO;           /* unreadable now: pending, read again later */
     rc = settle(st, s, a, who, show_password, phase, task, ts, pw, msg, msglen);
