@@ -58,6 +58,8 @@ static json_t *account_json(sg_store_t *st, const char *account,
     struct sg_account_state state;
     json_t *o = json_object(), *lims = json_array();
 
+    memset(&state, 0, sizeof(state));     /* a store error must not print garbage */
+    state.ticket = -1;
     if (sg_store_usage(st, account, limits, nlimits, usage) != 0 ||
         sg_store_state_get(st, account, &state) != 0)
         *err = 1;

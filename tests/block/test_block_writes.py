@@ -87,7 +87,9 @@ class Writes(harness.ScratchTestCase):
                 "inet:1@127.0.0.1", [harness.limit("hourly", "1h", 1000, "tempfail")],
                 accounts=accounts,
                 store={"backend": "redis", "on_error": "tempfail",
-                       "redis": {"host": harness.LOOPBACK, "port": self.redis.port}},
+                       "redis": {"host": harness.LOOPBACK, "port": self.redis.port,
+                                 # a loaded CI machine: no spurious store timeouts
+                                 "connect_timeout_ms": 2000, "command_timeout_ms": 2000}},
                 relay_name="relay1",
                 ovh={"credentials": self.ovh_conf, "poll_interval": "off", "timeout": "5s"},
                 after_password_change=["touch", self.marker]))

@@ -100,7 +100,7 @@ class Env:
         self.proc = subprocess.Popen(
             [sys.executable, args.standin, "--port", "0", "--fixture", fx, "--clock-offset", "3600"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self._readline(10)
+        line = self._readline(30)              # a loaded machine starts Python slowly
         m = re.fullmatch(r"READY (\d+)\s*", line or "")
         check(m is not None, "stand-in did not start: %r" % line, self.proc.stderr.read()
               if self.proc.poll() is not None else "")
