@@ -260,7 +260,7 @@ static const struct key ovh_keys[] = {
     { KEY("credentials", K_STR, S(ovh_credentials)), .check = check_abs_path },
     { KEY("poll_interval", K_DUR, S(ovh_poll_interval_ms)), .flags = F_OFF, .dur = D_MS64,
       .sdef = "5m", .min = 5 * SEC, .max = DAY },
-    { KEY("timeout", K_DUR, S(ovh_timeout_ms)), .dur = D_MS_INT, .sdef = "10s",
+    { KEY("timeout", K_DUR, S(ovh_timeout_ms)), .dur = D_MS_INT, .sdef = "60s",
       .min = SEC, .max = 5 * MIN },
     END
 };

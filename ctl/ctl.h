@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
+#include <stdio.h>
 
 #include "sg_conf.h"
 #include "sg_store.h"
@@ -32,5 +33,9 @@ int sg_ctl_report(sg_conf_t *conf, int argc, char **argv);    /* ctl_block.c */
 int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv);   /* ctl_block.c */
 int sg_ctl_rotate(sg_conf_t *conf, int argc, char **argv);    /* ctl_block.c */
 int sg_ctl_suggest(sg_conf_t *conf, int argc, char **argv);   /* ctl_suggest.c */
+/* Finish the pending password changes (of `only`, or of every account):
+ * the task done, the SASL map written; a line on `out` for each (errors on
+ * stderr). 0, or 1 when one failed. (ctl_block.c; `status` calls it first.) */
+int sg_ctl_password_pending(sg_conf_t *conf, sg_store_t *store, const char *only, FILE *out);
 
 #endif

@@ -1,6 +1,8 @@
 /*
  * ctl_block.c - the block workflow for the postmaster: `lockdown`,
- * `report`, `unblock`, `rotate-password`.
+ * `report`, `unblock` (and `unblock --force` for a legacy MX Plan account
+ * that reads unblocked), `rotate-password`, and the pending password
+ * change `status` finishes.
  *
  * Must not: post or change anything without the postmaster's confirmation
  * (a terminal prompt, or --yes), print a password unless --show-password,
@@ -27,11 +29,13 @@
 #define EX_FAIL 1
 #define EX_USAGE_ 64
 #define EX_UNAVAILABLE_ 69
+#define EX_TEMPFAIL_ 75                   /* a password task still pending */
 #define H_MS 3600000LL
+#define SINCE_MAX_MS (366 * 24 * H_MS)   /* report --since: at most a year back */
 
 struct opts {
     const char *account, *answers, *since;
-    bool json, draft, yes, show_password, off;
+    bool json, draft, yes, show_password, off, force;
 };
 
 static int parse(int argc, char **argv, struct opts *o, const char *allowed, const char *usage)
@@ -49,6 +53,8 @@ static int parse(int argc, char **argv, struct opts *o, const char *allowed, con
             o->show_password = true;
         else if (strcmp(a, "--off") == 0 && strchr(allowed, 'o'))
             o->off = true;
+        else if (strcmp(a, "--force") == 0 && strchr(allowed, 'f'))
+            o->force = true;
         else if (strcmp(a, "--answers") == 0 && strchr(allowed, 'a') && i + 1 < argc)
             o->answers = argv[++i];
         else if (strcmp(a, "--since") == 0 && strchr(allowed, 's') && i + 1 < argc)
@@ -363,6 +369,11 @@ static int load_case(sg_conf_t *conf, const struct opts *o, sg_store_t **store, 
         fprintf(stderr, "sendguardctl: --since %s: not a duration (24h, 2d...)\n", o->since);
         return EX_USAGE_;
     }
+    if (since > SINCE_MAX_MS || (int64_t)since > now_ms()) {
+        fprintf(stderr, "sendguardctl: --since %s: longer than %d days: the evidence goes back "
+                "days, not years\n", o->since, (int)(SINCE_MAX_MS / (24 * H_MS)));
+        return EX_USAGE_;
+    }
     if ((*store = sg_ctl_store_open(s, "the block workflow")) == NULL)
         return EX_UNAVAILABLE_;
     *c = sg_ovh_open(s, &e);
@@ -455,8 +466,8 @@ int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv)
     struct opts o;
     int rc;
 
-    if (parse(argc, argv, &o, "dayp",
-              "unblock ACCOUNT [--draft] [--answers FILE] [--yes] [--show-password]") != 0)
+    if (parse(argc, argv, &o, "daypf",
+              "unblock ACCOUNT [--draft] [--answers FILE] [--yes] [--show-password] [--force]") != 0)
         return EX_USAGE_;
     if ((rc = load_case(conf, &o, &store, &c, &bc)) != 0)
         return rc;
@@ -469,7 +480,17 @@ int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv)
         rc = EX_UNAVAILABLE_;
         goto out;
     }
-    if (!bc.blocked) {
+    bool legacy = bc.a->offer == SG_OFFER_MXPLAN_LEGACY;
+    if (!bc.blocked && legacy && !o.force) {
+        /* OVHcloud's guide: "Bloqué pour SPAM" can read "No" on a blocked
+         * legacy address; the remedy (a new password) is the same. */
+        fprintf(stderr, "sendguardctl: %s reads unblocked at OVHcloud (isBlocked = false), but a "
+                "legacy MX Plan address can be blocked while it reads so (OVHcloud's guide). If "
+                "it still cannot send, change its password: sendguardctl unblock %s --force\n",
+                bc.a->address, bc.a->address);
+        goto out;
+    }
+    if (!bc.blocked && !(legacy && o.force)) {
         printf("%s is not blocked at OVHcloud: nothing to do", bc.a->address);
         if (bc.state.blocked && strcmp(bc.state.phase, "lockdown") == 0)
             printf(" (it is locked down by hand: sendguardctl lockdown %s --off)", bc.a->address);
@@ -479,7 +500,11 @@ int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv)
         rc = 0;
         goto out;
     }
-    if (bc.a->offer == SG_OFFER_MXPLAN_LEGACY) {
+    if (legacy) {
+        if (!bc.blocked)
+            printf("%s reads unblocked at OVHcloud; --force: its password is changed all the "
+                   "same (a legacy address can be blocked while it reads unblocked).\n",
+                   bc.a->address);
         printf("%s is a legacy MX Plan account: unblocking means a new password.\n"
                "sendguard will generate one, set it through the API, write it into %s%s%s.\n",
                bc.a->address, bc.a->sasl_map_file ? bc.a->sasl_map_file : "(no sasl_map_file)",
@@ -519,8 +544,11 @@ int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv)
                 isatty(0) ? "" : " (not a terminal: pass --yes)");
         goto out;
     }
-    rc = sg_block_unblock(c, store, s, &bc, text, who, o.show_password, msg, sizeof(msg)) == 0
-         ? 0 : EX_FAIL;
+    if (legacy && !bc.blocked)          /* --force: the API's flag says no, the remedy is the same */
+        rc = sg_block_rotate_unblock(c, store, s, bc.a, who, o.show_password, msg, sizeof(msg));
+    else
+        rc = sg_block_unblock(c, store, s, &bc, text, who, o.show_password, msg, sizeof(msg));
+    rc = rc == 0 ? 0 : rc == 1 ? EX_TEMPFAIL_ : EX_FAIL;
     fprintf(rc == 0 ? stdout : stderr, "%s%s\n", rc == 0 ? "" : "sendguardctl: ", msg);
     if (rc == 0)
         printf("Next: sendguardctl status %s   (where it stands; held mail is released when "
@@ -565,10 +593,48 @@ int sg_ctl_rotate(sg_conf_t *conf, int argc, char **argv)
         rc = EX_FAIL;
     } else {
         rc = sg_block_rotate(c, store, s, a, sg_block_who(who, sizeof(who)), o.show_password,
-                             msg, sizeof(msg)) == 0 ? 0 : EX_FAIL;
+                             msg, sizeof(msg));
+        rc = rc == 0 ? 0 : rc == 1 ? EX_TEMPFAIL_ : EX_FAIL;
         fprintf(rc == 0 ? stdout : stderr, "%s%s\n", rc == 0 ? "" : "sendguardctl: ", msg);
     }
     sg_ovh_free(c);
     sg_store_free(store);
     return rc;
+}
+
+/* --- a pending password change (sendguardctl status) --------------------------- */
+
+int sg_ctl_password_pending(sg_conf_t *conf, sg_store_t *store, const char *only, FILE *out)
+{
+    const struct sg_settings *s = sg_conf_settings(conf);
+    sg_ovh_t *c = NULL;
+    struct sg_ovh_err e;
+    char msg[1024], who[128], path[4200];
+    bool tried = false;
+    int worst = 0;
+
+    for (size_t i = 0; i < s->naccounts; i++) {
+        const struct sg_account *a = &s->accounts[i];
+        if (a->sasl_map_file == NULL || a->offer == SG_OFFER_NONE ||
+            (only && sg_conf_find_account(conf, only) != a))
+            continue;
+        snprintf(path, sizeof(path), "%s%s", a->sasl_map_file, SG_BLOCK_PENDING_SUFFIX);
+        if (access(path, F_OK) != 0)
+            continue;
+        if (!tried) {
+            tried = true;
+            sg_log_open("sendguardctl", s->syslog_facility, false);
+            sg_block_who(who, sizeof(who));
+            if ((c = sg_ovh_open(s, &e)) == NULL)
+                fprintf(stderr, "sendguardctl: OVHcloud API: %s\n",
+                        sg_ovh_strerror(&e, msg, sizeof(msg)));
+        }
+        int rc = sg_block_pending(c, store, s, a, who, msg, sizeof(msg));
+        if (rc != 0)
+            fprintf(rc < 0 ? stderr : out, "%s%s\n", rc < 0 ? "sendguardctl: " : "", msg);
+        if (rc < 0 || (rc == 2 && strstr(msg, "ended in error")))
+            worst = EX_FAIL;
+    }
+    sg_ovh_free(c);
+    return worst;
 }

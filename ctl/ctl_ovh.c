@@ -7,10 +7,14 @@
  *                                 least one blocked, 3 could not check
  *   accounts                      every account the credentials can see, as
  *                                 ready-to-paste `accounts` entries
- *   credential [--redirection URL]
+ *   credential [--redirection URL] [--allowed-ip ADDR]...
  *                                 request a consumer key with the access
- *                                 rules sendguard needs; prints the URL to
- *                                 validate it
+ *                                 rules sendguard needs (restricted to the
+ *                                 relays' addresses with --allowed-ip);
+ *                                 prints the URL to validate it
+ *   credential --check [--json]   the key in use: validated, expiry, rules
+ *                                 against those sendguard needs; exit codes
+ *                                 as check (0 fine, 2 a problem, 3 unknown)
  *
  * Must not: hold API logic (ovh/ has it), print a secret it did not just
  * create for the user (the new consumer key is the one exception), or take
@@ -19,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -35,7 +40,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: sendguardctl [-c FILE] ovh check [ACCOUNT...] [--json]\n"
                "       sendguardctl [-c FILE] ovh accounts\n"
-               "       sendguardctl [-c FILE] ovh credential [--redirection URL]\n"
+               "       sendguardctl [-c FILE] ovh credential [--redirection URL] [--allowed-ip ADDR]...\n"
+               "       sendguardctl [-c FILE] ovh credential --check [--json]\n"
                "check: exit 0 when no account is blocked, 2 when one is, 3 when the\n"
                "API could not tell.\n");
 }
@@ -289,17 +295,128 @@ out:
 
 /* ---- credential ----------------------------------------------------------- */
 
+static unsigned offers_in_use(const struct sg_settings *s)
+{
+    unsigned offers = 0;
+
+    /* changePassword rules only for the offers in use (all when none is). */
+    for (size_t i = 0; i < s->naccounts; i++)
+        if (s->accounts[i].offer != SG_OFFER_NONE)
+            offers |= 1u << s->accounts[i].offer;
+    return offers ? offers : SG_OVH_OFFERS_ALL;
+}
+
+#define WEEK_MS (7 * 24 * 3600 * 1000LL)
+
+/* credential --check: GET /auth/currentCredential against what sendguard needs */
+static int cmd_credential_check(sg_conf_t *conf, bool json)
+{
+    const struct sg_settings *s = sg_conf_settings(conf);
+    struct sg_ovh_current cur;
+    struct sg_ovh_err err;
+    char msg[1024];
+    sg_ovh_t *c = sg_ovh_open(s, &err);
+    int rc = EX_OK_;
+
+    if (!c || sg_ovh_current_credential(c, &cur, &err) != 0) {
+        sg_ovh_free(c);
+        if (json) {
+            json_t *o = json_pack("{s:s,s:s?,s:o,s:o}", "error", sg_ovh_strerror(&err, msg, sizeof(msg)),
+                                  "code", *err.code ? err.code : NULL,
+                                  "http_status", err.http_status ? json_integer(err.http_status) : json_null(),
+                                  "query_id", *err.query_id ? json_string(err.query_id) : json_null());
+            char *out = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+            printf("%s\n", out ? out : "{}");
+            free(out);
+            json_decref(o);
+        } else {
+            printf("credential UNKNOWN %s\n", sg_ovh_strerror(&err, msg, sizeof(msg)));
+        }
+        /* A refused key is a finding (2); no answer at all is unknown (3). */
+        return sg_ovh_err_is_auth(&err) && err.rc == SG_OVH_E_API ? EX_BLOCKED : EX_UNKNOWN;
+    }
+    sg_ovh_free(c);
+    json_t *needed = sg_ovh_access_rules(offers_in_use(s));
+    json_t *missing = sg_ovh_rules_missing(cur.rules, needed);
+    bool validated = strcmp(cur.status, "validated") == 0;
+    int64_t left = cur.expires_ms >= 0 ? cur.expires_ms - (int64_t)time(NULL) * 1000 : -1;
+    bool expiring = cur.expires_ms >= 0 && left < WEEK_MS;
+    if (!validated || json_array_size(missing) > 0 || expiring)
+        rc = EX_BLOCKED;
+    if (json) {
+        json_t *o = json_pack("{s:s,s:b,s:o,s:o,s:O,s:O,s:O}", "status", cur.status,
+                              "validated", validated,
+                              "expiration", *cur.expiration ? json_string(cur.expiration) : json_null(),
+                              "expires_within_a_week", json_boolean(expiring),
+                              "rules", cur.rules, "needed", needed, "missing", missing);
+        json_object_set(o, "allowed_ips", cur.allowed_ips ? cur.allowed_ips : json_null());
+        char *out = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", out ? out : "{}");
+        free(out);
+        json_decref(o);
+    } else {
+        size_t i;
+        json_t *r;
+        printf("status: %s%s\n", cur.status, validated ? "" : "  (PROBLEM: not validated: open "
+               "the validation URL, or request a new key with `sendguardctl ovh credential`)");
+        if (cur.expires_ms < 0)
+            printf("expires: never\n");
+        else
+            printf("expires: %s%s\n", cur.expiration,
+                   left <= 0 ? "  (PROBLEM: expired)" : expiring ? "  (PROBLEM: within a week)" : "");
+        printf("allowed IPs: ");
+        if (!cur.allowed_ips || json_array_size(cur.allowed_ips) == 0)
+            printf("any\n");
+        else
+            json_array_foreach(cur.allowed_ips, i, r)
+                printf("%s%s", json_string_value(r) ? json_string_value(r) : "?",
+                       i + 1 < json_array_size(cur.allowed_ips) ? ", " : "\n");
+        printf("rules granted:\n");
+        json_array_foreach(cur.rules, i, r)
+            printf("   %-6s %s\n", json_string_value(json_object_get(r, "method")),
+                   json_string_value(json_object_get(r, "path")));
+        if (json_array_size(missing) == 0) {
+            printf("rules sendguard needs: all granted\n");
+        } else {
+            printf("rules sendguard needs and the key lacks (PROBLEM):\n");
+            json_array_foreach(missing, i, r)
+                printf("   %-6s %s\n", json_string_value(json_object_get(r, "method")),
+                       json_string_value(json_object_get(r, "path")));
+            printf("request a key with them: sendguardctl ovh credential\n");
+        }
+    }
+    json_decref(needed);
+    json_decref(missing);
+    sg_ovh_current_clear(&cur);
+    return rc;
+}
+
 static int cmd_credential(sg_conf_t *conf, int argc, char **argv)
 {
     const struct sg_settings *s = sg_conf_settings(conf);
     const char *redirection = NULL;
+    const char *ips[64];
+    size_t nips = 0;
+    bool check = false, json = false;
     struct sg_ovh_err err;
     struct sg_ovh_credential cr;
     char msg[1024];
     unsigned offers = 0;
 
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--redirection") == 0 && i + 1 < argc) {
+        if (strcmp(argv[i], "--check") == 0) {
+            check = true;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (strcmp(argv[i], "--allowed-ip") == 0 && i + 1 < argc && nips < 64) {
+            const char *ip = argv[++i];
+            if (!*ip || strspn(ip, "0123456789abcdefABCDEF.:/") != strlen(ip)) {
+                fprintf(stderr, "sendguardctl: ovh credential: --allowed-ip takes an address or "
+                                "a block (192.0.2.10, 192.0.2.0/24, 2001:db8::/64)\n");
+                return EX_USAGE_;
+            }
+            ips[nips++] = ip;
+        } else if (strcmp(argv[i], "--redirection") == 0 && i + 1 < argc) {
             redirection = argv[++i];
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
@@ -310,16 +427,23 @@ static int cmd_credential(sg_conf_t *conf, int argc, char **argv)
             return EX_USAGE_;
         }
     }
+    if (check && (redirection || nips)) {
+        fprintf(stderr, "sendguardctl: ovh credential: --check takes no --redirection nor --allowed-ip\n");
+        usage(stderr);
+        return EX_USAGE_;
+    }
+    if (json && !check) {
+        fprintf(stderr, "sendguardctl: ovh credential: --json goes with --check\n");
+        usage(stderr);
+        return EX_USAGE_;
+    }
+    if (check)
+        return cmd_credential_check(conf, json);
     if (redirection && strncmp(redirection, "https://", 8) != 0 && strncmp(redirection, "http://", 7) != 0) {
         fprintf(stderr, "sendguardctl: ovh credential: --redirection takes an http(s) URL\n");
         return EX_USAGE_;
     }
-    /* changePassword rules only for the offers in use (all when none is). */
-    for (size_t i = 0; i < s->naccounts; i++)
-        if (s->accounts[i].offer != SG_OFFER_NONE)
-            offers |= 1u << s->accounts[i].offer;
-    if (!offers)
-        offers = SG_OVH_OFFERS_ALL;
+    offers = offers_in_use(s);
 
     char cerr[1024];
     sg_ovh_creds_t *creds = sg_ovh_creds_load(s->ovh_credentials, s->ovh_endpoint, cerr, sizeof(cerr));
@@ -338,7 +462,7 @@ static int cmd_credential(sg_conf_t *conf, int argc, char **argv)
     snprintf(files, sizeof(files), "%s", sg_ovh_creds_files(creds));
     sg_ovh_t *c = sg_ovh_new(creds, NULL, &err);
     sg_ovh_creds_free(creds);
-    if (!c || sg_ovh_credential_request(c, offers, redirection, &cr, &err) != 0) {
+    if (!c || sg_ovh_credential_request(c, offers, redirection, ips, nips, &cr, &err) != 0) {
         fprintf(stderr, "sendguardctl: ovh credential: %s\n", sg_ovh_strerror(&err, msg, sizeof(msg)));
         sg_ovh_free(c);
         return EX_FAIL;
@@ -361,6 +485,15 @@ static int cmd_credential(sg_conf_t *conf, int argc, char **argv)
         printf("   %-4s %s\n", json_string_value(json_object_get(r, "method")),
                json_string_value(json_object_get(r, "path")));
     json_decref(rules);
+    if (nips) {
+        printf("Usable only from:");
+        for (size_t k = 0; k < nips; k++)
+            printf(" %s", ips[k]);
+        printf("\n");
+    } else {
+        printf("Usable from any address: --allowed-ip ADDR (once per relay) restricts it.\n");
+    }
+    printf("Check it once validated: sendguardctl ovh credential --check\n");
     sg_ovh_credential_clear(&cr);
     return EX_OK_;
 }

@@ -58,6 +58,8 @@ static json_t *account_json(sg_store_t *st, const char *account,
     struct sg_account_state state;
     json_t *o = json_object(), *lims = json_array();
 
+    memset(&state, 0, sizeof(state));     /* a store error must not print garbage */
+    state.ticket = -1;
     if (sg_store_usage(st, account, limits, nlimits, usage) != 0 ||
         sg_store_state_get(st, account, &state) != 0)
         *err = 1;
@@ -251,7 +253,7 @@ int sg_ctl_status(sg_conf_t *conf, int argc, char **argv)
 {
     const struct sg_settings *s = sg_conf_settings(conf);
     const char *only = NULL;
-    int as_json = 0, err = 0;
+    int as_json = 0, err = 0, err_pending = 0;
     json_t *all = json_array(), *o;
     sg_store_t *st;
     sg_ovh_t *c = NULL;
@@ -273,6 +275,9 @@ int sg_ctl_status(sg_conf_t *conf, int argc, char **argv)
         json_decref(all);
         return EX_UNAVAILABLE_;
     }
+    /* A password change waiting for OVHcloud's task: finish it first. */
+    if (sg_ctl_password_pending(conf, st, only, as_json ? stderr : stdout) != 0)
+        err_pending = 1;
     if (only != NULL) {
         char account[SG_ADDR_MAX + 1];
         const struct sg_limit *limits;
@@ -302,7 +307,7 @@ int sg_ctl_status(sg_conf_t *conf, int argc, char **argv)
     }
     json_decref(all);
     sg_store_free(st);
-    return err ? EX_UNAVAILABLE_ : 0;
+    return err ? EX_UNAVAILABLE_ : err_pending;
 }
 
 int sg_ctl_reset(sg_conf_t *conf, int argc, char **argv)

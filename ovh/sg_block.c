@@ -91,12 +91,16 @@ int sg_block_analyse(const char *evidence_json, int64_t now_ms, int64_t since_ms
         json_decref(root);
         return -1;
     }
+    /* A period that starts after now (a `since` beyond now, or one that
+     * wrapped around) is the empty period [now, now]: one hour shown. */
+    if (since_ms > now_ms)
+        since_ms = now_ms;
     f->now_ms = now_ms;
     f->since_ms = since_ms;
     f->first_hour = since_ms / HOUR_MS;
     if (now_hour - f->first_hour + 1 > SG_BLOCK_HOURS)
         f->first_hour = now_hour - SG_BLOCK_HOURS + 1;
-    f->nhours = (size_t)(now_hour - f->first_hour + 1);
+    f->nhours = (size_t)(now_hour - f->first_hour + 1);    /* 1..SG_BLOCK_HOURS */
 
     hourly = json_object_get(root, "hourly");
     json_object_foreach(hourly, k, x) {

@@ -147,9 +147,14 @@ int sg_block_unblock(struct sg_ovh *c, struct sg_store *st, const struct sg_sett
                      bool show_password, char *msg, size_t msglen);
 
 /* A new strong password for the account through the API, written into its
- * sasl_map_file (then after_password_change is run). Without a
- * sasl_map_file the password is printed only when show_password (else
- * refused before anything changes). 0 or -1; msg says what happened. */
+ * sasl_map_file (then after_password_change is run) once OVHcloud's
+ * password task reads "done"; never resent after a lost answer (the
+ * account's tasks are read back). Without a sasl_map_file the password is
+ * printed only when show_password (else refused before anything changes).
+ * 0 done, -1 failed or refused (a task in error: the map keeps the old
+ * password), 1 the task is still pending after a bounded wait (the
+ * password is kept in sasl_map_file + SG_BLOCK_PENDING_SUFFIX, mode 0600,
+ * for sg_block_pending). msg says what happened. */
 int sg_block_rotate(struct sg_ovh *c, struct sg_store *st, const struct sg_settings *s,
                     const struct sg_account *a, const char *who, bool show_password,
                     char *msg, size_t msglen);
@@ -159,6 +164,16 @@ int sg_block_rotate(struct sg_ovh *c, struct sg_store *st, const struct sg_setti
 int sg_block_rotate_unblock(struct sg_ovh *c, struct sg_store *st, const struct sg_settings *s,
                             const struct sg_account *a, const char *who, bool show_password,
                             char *msg, size_t msglen);
+
+/* A password change waiting for its task: the file beside the SASL map. */
+#define SG_BLOCK_PENDING_SUFFIX ".sendguard-pending"
+
+/* Finish a pending password change (what `sendguardctl status` does): 0
+ * none pending, 1 still pending, 2 settled (done: the map written; error:
+ * the map kept, the account locked down; msg says which), -1 the task or
+ * the file could not be read. */
+int sg_block_pending(struct sg_ovh *c, struct sg_store *st, const struct sg_settings *s,
+                     const struct sg_account *a, const char *who, char *msg, size_t msglen);
 
 /* Audit: one LOG_NOTICE line "audit: who=<...> what=... account=<...> ...". */
 void sg_block_audit(const char *who, const char *what, const char *account,

@@ -50,6 +50,10 @@ struct sg_ovh_err {
     char message[512];            /* API message or a local explanation */
     char query_id[96];            /* X-Ovh-QueryID of the failed call, "" when none */
     char request[320];            /* "GET /email/pro/x/account/y", "" when none */
+    /* A write whose outcome is unknown: the request may have reached the
+     * server (timeout, connection cut, no or a 5xx answer). The caller must
+     * read back before deciding; it is never resent. */
+    bool unknown_outcome;
 };
 
 /* "GET /x: HTTP 403 INVALID_CREDENTIAL: This credential is not valid
@@ -69,9 +73,12 @@ bool sg_ovh_err_is_auth(const struct sg_ovh_err *e);
  * loopback hosts only. False when unknown or too long. */
 bool sg_ovh_endpoint_url(const char *endpoint, char *buf, size_t len);
 
-/* OAuth2 token URL for an endpoint: ovh-eu/ca/us, or "<scheme://host:port>
- * /auth/oauth2/token" for a literal URL. False when the endpoint has no
- * OAuth2 (kimsufi, soyoustart). */
+/* OAuth2 token URL for an endpoint. Fixed per region, never derived from
+ * the API host: ovh-eu https://www.ovh.com/auth/oauth2/token, ovh-ca
+ * https://ca.ovh.com/..., ovh-us https://us.ovhcloud.com/... (also for a
+ * literal URL equal to a region's API URL). A literal loopback URL (a
+ * stand-in) gets "<scheme://host:port>/auth/oauth2/token". False otherwise
+ * (kimsufi, soyoustart, another host). */
 bool sg_ovh_endpoint_token_url(const char *endpoint, char *buf, size_t len);
 
 #define SG_OVH_SIG_SIZE 44        /* "$1$" + 40 hex + NUL */
@@ -118,8 +125,10 @@ const char *sg_ovh_creds_get(const sg_ovh_creds_t *c, const char *key);
 typedef struct sg_ovh sg_ovh_t;
 
 struct sg_ovh_opts {
-    int timeout_ms;               /* per attempt; default 10000 */
-    int attempts;                 /* tries for timeouts, 5xx and 429; default 3 */
+    int timeout_ms;               /* per attempt; default 60000 (writes: at least 60000) */
+    int attempts;                 /* tries for timeouts, 5xx and 429 (GET and the
+                                   * OAuth2 token only; a write is resent only after
+                                   * a connect error); default 3 */
     int backoff_ms;               /* first pause, doubled each time, capped at 5 s; default 200 */
     int retry_after_max_s;        /* cap on an honoured Retry-After; default 30 */
     size_t max_reply;             /* bytes; default 4 MiB */
@@ -145,6 +154,19 @@ sg_ovh_t *sg_ovh_open(const struct sg_settings *s, struct sg_ovh_err *err);
 /* A hook polled during transfers and pauses; returning true aborts the
  * call with SG_OVH_E_ABORTED (the watcher's stop). */
 void sg_ovh_set_abort(sg_ovh_t *c, bool (*fn)(void *ctx), void *ctx);
+
+/* The request budget: every HTTP request of the process (all clients, all
+ * threads: watcher, auto-reply, commands) goes through one sliding window
+ * of SG_OVH_BUDGET requests per minute (OVHcloud publishes no limit; its
+ * maintainers advise staying under ~60 a minute per key). A request over
+ * the budget waits for its slot; a 429's Retry-After holds every request
+ * of the process. For tests only, SG_OVH_TEST_MINUTE_MS shortens the
+ * "minute" (1000 to 60000). */
+#define SG_OVH_BUDGET 60
+int64_t sg_ovh_budget_minute_ms(void);
+/* Milliseconds this client's requests waited for the budget since the
+ * last call of this function (the watcher logs it). */
+int64_t sg_ovh_budget_waited(sg_ovh_t *c);
 
 /* The cached server time delta (server - local, seconds), fetching it when
  * not known yet. 0 or -1. */
@@ -193,9 +215,30 @@ void sg_ovh_found_free(struct sg_ovh_found *v, size_t n);
 /* Change an account's password (POST .../changePassword) on any offer.
  * The password is checked first against what the offer accepts (legacy:
  * 9 to 30 characters, no leading/trailing space, ASCII only). *task_id
- * (may be NULL) gets the task id, or -1 when the reply has none. */
+ * (may be NULL) gets the task id, or -1 when the reply has none. Never
+ * resent: on error, err->unknown_outcome says whether it may have been
+ * carried out (then find the task with sg_ovh_password_tasks). */
 int sg_ovh_change_password(sg_ovh_t *c, const struct sg_account *a, const char *password,
                            int64_t *task_id, struct sg_ovh_err *err);
+
+/* The state of an account's task (the password change answers with one). */
+enum sg_ovh_task_state {
+    SG_OVH_TASK_TODO,
+    SG_OVH_TASK_DOING,
+    SG_OVH_TASK_DONE,
+    SG_OVH_TASK_ERROR,            /* error or cancelled: nothing changed */
+};
+const char *sg_ovh_task_state_name(enum sg_ovh_task_state s);
+
+/* The ids of the account's tasks (Exchange/Email Pro .../tasks, MX Plan
+ * .../task, legacy /email/domain/{d}/task/account?name=), ascending. */
+int sg_ovh_password_tasks(sg_ovh_t *c, const struct sg_account *a, int64_t **ids, size_t *n,
+                          struct sg_ovh_err *err);
+/* One task's state. Exchange, Email Pro, MX Plan: its status (todo, doing,
+ * done, error, cancelled). Legacy MX Plan tasks have no status: a task
+ * still listed is pending (doing), one gone (404) is done. */
+int sg_ovh_task_get(sg_ovh_t *c, const struct sg_account *a, int64_t id,
+                    enum sg_ovh_task_state *st, struct sg_ovh_err *err);
 /* Local check of a password for an offer; NULL when fine, else why not. */
 const char *sg_ovh_password_problem(enum sg_offer offer, const char *password);
 
@@ -247,8 +290,17 @@ struct sg_ovh_evidence {
 void sg_ovh_ticket_evidence(const struct sg_ovh_message *v, size_t n, struct sg_ovh_evidence *ev);
 void sg_ovh_evidence_clear(struct sg_ovh_evidence *ev);
 
-/* POST /support/tickets/{id}/reply {"body": body}. */
+/* POST /support/tickets/{id}/reply {"body": body}. Never resent: on error,
+ * err->unknown_outcome says whether it may have been posted (then read the
+ * messages back). */
 int sg_ovh_ticket_reply(sg_ovh_t *c, int64_t ticket_id, const char *body, struct sg_ovh_err *err);
+
+/* GET /support/tickets/{id} (state, last_from...). */
+int sg_ovh_ticket_get(sg_ovh_t *c, int64_t ticket_id, struct sg_ovh_ticket *t,
+                      struct sg_ovh_err *err);
+/* POST /support/tickets/{id}/reopen (a ticket support closed). Never
+ * resent; read the ticket back after an unknown outcome. */
+int sg_ovh_ticket_reopen(sg_ovh_t *c, int64_t ticket_id, struct sg_ovh_err *err);
 
 /* ---- consumer key request ------------------------------------------------- */
 
@@ -267,10 +319,26 @@ struct sg_ovh_credential {
 };
 
 /* POST /auth/credential with sg_ovh_access_rules(offers); redirection may
- * be NULL. Needs only the application key. */
+ * be NULL; allowed_ips (n may be 0) restricts the key to those addresses
+ * or blocks ("192.0.2.10/32"). Needs only the application key. */
 int sg_ovh_credential_request(sg_ovh_t *c, unsigned offers, const char *redirection,
+                              const char *const *allowed_ips, size_t nips,
                               struct sg_ovh_credential *out, struct sg_ovh_err *err);
 void sg_ovh_credential_clear(struct sg_ovh_credential *cr);
+
+/* GET /auth/currentCredential: the consumer key in use. */
+struct sg_ovh_current {
+    char status[32];              /* validated, pendingValidation, expired, refused */
+    char expiration[40];          /* as sent, "" = never */
+    int64_t expires_ms;           /* -1 never / unreadable */
+    json_t *rules;                /* [{method, path}] (new reference) */
+    json_t *allowed_ips;          /* array or NULL */
+};
+int sg_ovh_current_credential(sg_ovh_t *c, struct sg_ovh_current *out, struct sg_ovh_err *err);
+void sg_ovh_current_clear(struct sg_ovh_current *cur);
+/* The rules of `needed` no rule of `have` covers ('*' matches any run of
+ * characters, '/' included, as the API does): a new array (maybe empty). */
+json_t *sg_ovh_rules_missing(const json_t *have, const json_t *needed);
 
 /* ---- the watcher (daemon) ------------------------------------------------- */
 

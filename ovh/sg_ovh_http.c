@@ -3,12 +3,20 @@
  * calls, the server time delta, retries, and error reports.
  *
  * A call: build the URL once, sign those bytes, hand the same bytes to
- * curl. Retries (with backoff, honouring Retry-After) on timeouts, broken
- * transfers, 5xx and 429 only; never on another 4xx, except one re-sync of
- * the time delta after INVALID_SIGNATURE/QUERY_TIME_OUT and one new OAuth2
- * token after a 401. Replies are capped (max_reply) and must be JSON.
+ * curl. Reads (GET, and the OAuth2 token) are retried (with backoff,
+ * honouring Retry-After) on timeouts, broken transfers, 5xx and 429; never
+ * on another 4xx, except one re-sync of the time delta after
+ * INVALID_SIGNATURE/QUERY_TIME_OUT and one new OAuth2 token after a 401
+ * (both refusals of a request that was not carried out). A write (POST...)
+ * is resent only when it provably never left: a connect error; any other
+ * failure after it may have reached the server is returned with
+ * err->unknown_outcome set, for the caller to read back. Every request of
+ * the process goes through one budget (SG_OVH_BUDGET a minute, sliding
+ * window) and a 429's Retry-After holds them all.
+ * Replies are capped (max_reply) and must be JSON.
  * Must not: share a handle between threads, follow redirects, log or
- * report a secret, or trust a byte of a reply before checking its shape.
+ * report a secret, trust a byte of a reply before checking its shape, or
+ * resend a write that may have been carried out.
  */
 #include "sg_ovh_internal.h"
 #include "sg_log.h"
@@ -27,6 +35,7 @@
 #define DELTA_MAX_AGE_MS (6 * 3600 * 1000LL)   /* refetch the time delta this often */
 #define TOKEN_MARGIN_MS 10000                  /* renew OAuth2 tokens this early */
 #define BACKOFF_CAP_MS 5000
+#define WRITE_TIMEOUT_MIN_MS 60000             /* a slow write is not cut off early */
 
 struct sg_ovh {
     CURL *curl;
@@ -46,6 +55,7 @@ struct sg_ovh {
 
     bool (*abort_fn)(void *ctx);
     void *abort_ctx;
+    int64_t budget_waited;        /* ms waited for the budget, since last asked */
 
     /* the reply being received */
     char *rbuf;
@@ -240,7 +250,7 @@ int sg_ovh_global_init(void)
 
 void sg_ovh_opts_default(struct sg_ovh_opts *o)
 {
-    o->timeout_ms = 10000;
+    o->timeout_ms = 60000;
     o->attempts = 3;
     o->backoff_ms = 200;
     o->retry_after_max_s = 30;
@@ -351,6 +361,68 @@ static bool aborted(sg_ovh_t *c)
     return c->abort_fn && c->abort_fn(c->abort_ctx);
 }
 
+/* ---- the request budget (process-wide) ------------------------------------ */
+
+static pthread_mutex_t budget_mu = PTHREAD_MUTEX_INITIALIZER;
+static int64_t budget_slots[SG_OVH_BUDGET];   /* monotonic ms of the last requests */
+static size_t budget_next;                    /* oldest slot, overwritten next */
+static int64_t budget_hold_until;             /* a 429's Retry-After, for everyone */
+static int64_t budget_minute = -1;
+
+int64_t sg_ovh_budget_minute_ms(void)
+{
+    pthread_mutex_lock(&budget_mu);
+    if (budget_minute < 0) {
+        /* Test-only: a shorter "minute", so a pacing test runs in seconds. */
+        const char *v = getenv("SG_OVH_TEST_MINUTE_MS");
+        long long ms = v && *v ? strtoll(v, NULL, 10) : 0;
+        budget_minute = ms >= 1000 && ms <= 60000 ? ms : 60000;
+    }
+    int64_t m = budget_minute;
+    pthread_mutex_unlock(&budget_mu);
+    return m;
+}
+
+/* budget_reserve - the monotonic ms at which the next request may start;
+ * the slot is taken at once, so concurrent callers queue in order. */
+static int64_t budget_reserve(void)
+{
+    /* A minute and a margin (1 % + 200 ms): the API counts arrivals, and a
+     * request sent just after its slot may arrive before one sent earlier
+     * on a slower path (a new connection, a loaded machine). */
+    int64_t minute = sg_ovh_budget_minute_ms() * 101 / 100 + 200, now = sg_ovh_mono_ms(), at;
+
+    pthread_mutex_lock(&budget_mu);
+    at = now;
+    /* budget_slots[budget_next] is the request SG_OVH_BUDGET ago (0 = none yet). */
+    if (budget_slots[budget_next] > 0 && budget_slots[budget_next] + minute > at)
+        at = budget_slots[budget_next] + minute;
+    if (budget_hold_until > at)
+        at = budget_hold_until;
+    budget_slots[budget_next] = at;
+    budget_next = (budget_next + 1) % SG_OVH_BUDGET;
+    pthread_mutex_unlock(&budget_mu);
+    return at;
+}
+
+static void budget_hold(int64_t ms)
+{
+    int64_t until = sg_ovh_mono_ms() + ms;
+
+    pthread_mutex_lock(&budget_mu);
+    if (until > budget_hold_until)
+        budget_hold_until = until;
+    pthread_mutex_unlock(&budget_mu);
+}
+
+int64_t sg_ovh_budget_waited(sg_ovh_t *c)
+{
+    int64_t w = c->budget_waited;
+
+    c->budget_waited = 0;
+    return w;
+}
+
 /* ---- one transfer --------------------------------------------------------- */
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
@@ -446,6 +518,34 @@ static struct curl_slist *add_header(struct curl_slist *h, bool *oom, const char
     return n;
 }
 
+/* test_origin - tests only: SG_OVH_TEST_ORIGINS="https://www.ovh.com=
+ * http://127.0.0.1:PORT,..." sends a request for one of those origins to
+ * the stand-in on loopback instead, with the original Host header, so a
+ * test sees which host the client meant (a region's token URL). Mapping
+ * targets other than http://127.0.0.1:PORT are ignored. */
+static bool test_origin(const char *url, char *wire, size_t wlen, char *host, size_t hlen)
+{
+    const char *map = getenv("SG_OVH_TEST_ORIGINS");
+
+    while (map && *map) {
+        size_t n = strcspn(map, ",");
+        const char *eq = memchr(map, '=', n);
+        if (eq) {
+            size_t olen = (size_t)(eq - map), tlen = n - olen - 1;
+            const char *to = eq + 1;
+            if (olen > 8 && strncmp(url, map, olen) == 0 && url[olen] == '/' &&
+                tlen > 17 && strncmp(to, "http://127.0.0.1:", 17) == 0 &&
+                strspn(to + 17, "0123456789") == tlen - 17) {
+                const char *h = strstr(map, "://") + 3;
+                snprintf(host, hlen, "%.*s", (int)(eq - h), h);
+                return (size_t)snprintf(wire, wlen, "%.*s%s", (int)tlen, to, url + olen) < wlen;
+            }
+        }
+        map += n + (map[n] == ',');
+    }
+    return false;
+}
+
 /* perform - one HTTP exchange; *status is 0 when none came back */
 static CURLcode perform(sg_ovh_t *c, const struct req *r, long *status)
 {
@@ -486,18 +586,33 @@ static CURLcode perform(sg_ovh_t *c, const struct req *r, long *status)
     } else if (r->kind == K_SIGNED && c->auth == SG_OVH_AUTH_OAUTH2) {
         hdr = add_header(hdr, &oom, "Authorization: Bearer %s", c->token ? c->token : "");
     }
+    char wire[1200], thost[256];
+    bool mapped = test_origin(r->url, wire, sizeof(wire), thost, sizeof(thost));
+    if (mapped)
+        hdr = add_header(hdr, &oom, "Host: %s", thost);
     if (oom) {
         curl_slist_free_all(hdr);
         return CURLE_OUT_OF_MEMORY;
     }
+    bool write = strcmp(r->method, "GET") != 0 && r->kind != K_TOKEN;
+    long timeout = c->o.timeout_ms;
+    if (write && timeout < WRITE_TIMEOUT_MIN_MS)
+        timeout = WRITE_TIMEOUT_MIN_MS;
 
     curl_easy_reset(h);
-    curl_easy_setopt(h, CURLOPT_URL, r->url);
+    curl_easy_setopt(h, CURLOPT_URL, mapped ? wire : r->url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);      /* the wire URL is the signed URL */
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->o.timeout_ms);
+    if (write) {
+        /* A write on a connection of its own: libcurl silently resends a
+         * request whose reused connection dies before the answer, which
+         * for a write could carry it out twice. */
+        curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+    }
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(c->o.timeout_ms < 5000 ? c->o.timeout_ms : 5000));
     curl_easy_setopt(h, CURLOPT_USERAGENT, "sendguard/" SG_VERSION);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
@@ -561,6 +676,21 @@ static bool transient_curl_error(CURLcode cc)
     default:
         return false;
     }
+}
+
+/* never_left - the request provably did not reach the server: no
+ * connection (or no TLS session) was ever made, so not a byte of HTTP
+ * was sent. The only failures after which a write may be resent. */
+static bool never_left(sg_ovh_t *c, CURLcode cc)
+{
+    long connects = -1;
+
+    if (cc != CURLE_COULDNT_CONNECT && cc != CURLE_COULDNT_RESOLVE_HOST &&
+        cc != CURLE_COULDNT_RESOLVE_PROXY && cc != CURLE_SSL_CONNECT_ERROR)
+        return false;
+    /* A connection reused from an earlier call would have been written to. */
+    curl_easy_getinfo(c->curl, CURLINFO_NUM_CONNECTS, &connects);
+    return connects <= 1;
 }
 
 /* retry_after_ms - the pause a Retry-After asks for, capped; -1 when none */
@@ -643,24 +773,38 @@ static int ensure_auth(sg_ovh_t *c, struct sg_ovh_err *err);
 static int exchange(sg_ovh_t *c, const struct req *r, long *status, struct sg_ovh_err *err)
 {
     bool resynced = false, reauthed = false;
+    /* Reads may be repeated; a write only when it provably never left. */
+    bool write = strcmp(r->method, "GET") != 0 && r->kind != K_TOKEN;
     int attempt = 0;
 
     for (;;) {
         if (r->kind == K_SIGNED && ensure_auth(c, err) != 0)
             return -1;
+        err->unknown_outcome = false;
 
+        int64_t at = budget_reserve(), waited = at - sg_ovh_mono_ms();
+        if (waited > 0) {
+            c->budget_waited += waited;
+            if (!pause_ms(c, waited)) {
+                sg_ovh_err_set(err, SG_OVH_E_ABORTED, "stopped");
+                return -1;
+            }
+        }
         CURLcode cc = perform(c, r, status);
         bool transient = false;
         int64_t wait = -1;
 
         if (cc == CURLE_ABORTED_BY_CALLBACK || aborted(c)) {
             sg_ovh_err_set(err, SG_OVH_E_ABORTED, "stopped");
+            /* Stopped mid-transfer: a write may have gone through. */
+            err->unknown_outcome = write && cc != CURLE_OK ? !never_left(c, cc) : false;
             return -1;
         }
         if (cc == CURLE_OK && *status >= 200 && *status < 300)
             return 0;
         if (cc == CURLE_OUT_OF_MEMORY) {
             sg_ovh_err_set(err, SG_OVH_E_NOMEM, "out of memory");
+            err->unknown_outcome = write;
             return -1;
         }
         if (c->too_big || cc == CURLE_FILESIZE_EXCEEDED) {
@@ -668,6 +812,7 @@ static int exchange(sg_ovh_t *c, const struct req *r, long *status, struct sg_ov
                            c->o.max_reply);
             err->http_status = *status;
             snprintf(err->query_id, sizeof(err->query_id), "%s", c->query_id);
+            err->unknown_outcome = write;
             return -1;
         }
         if (cc != CURLE_OK) {
@@ -676,18 +821,28 @@ static int exchange(sg_ovh_t *c, const struct req *r, long *status, struct sg_ov
             sg_ovh_err_field(esc, sizeof(esc), t, strlen(t));
             sg_ovh_err_set(err, SG_OVH_E_NET, "%s", esc);
             snprintf(err->query_id, sizeof(err->query_id), "%s", c->query_id);
-            transient = transient_curl_error(cc);
+            if (write) {
+                transient = never_left(c, cc);
+                err->unknown_outcome = !transient;
+            } else {
+                transient = transient_curl_error(cc);
+            }
         } else {
             api_error(c, *status, err);
             if (*status == 429 || *status >= 500) {
-                transient = true;
                 wait = retry_after_ms(c);
+                if (*status == 429)
+                    budget_hold(wait >= 0 ? wait : c->o.backoff_ms);
+                /* A 5xx answer to a write says nothing of what was done. */
+                err->unknown_outcome = write && *status >= 500;
+                transient = !write;
             } else if (r->kind == K_SIGNED && c->auth == SG_OVH_AUTH_SIGNED && !resynced &&
                        (strcmp(err->code, "INVALID_SIGNATURE") == 0 ||
                         strcmp(err->code, "QUERY_TIME_OUT") == 0 ||
                         strcasecmp(err->message, "Invalid signature") == 0 ||
                         strcasecmp(err->message, "Query out of time") == 0)) {
-                /* The clock moved (or the server's did): fetch the delta again, once. */
+                /* The clock moved (or the server's did): fetch the delta again, once.
+                 * The request was refused before anything was done: safe to resend. */
                 resynced = true;
                 c->have_delta = false;
                 continue;
@@ -876,8 +1031,12 @@ int sg_ovh_call(sg_ovh_t *c, const char *method, const char *path, const json_t 
     }
     struct req r = { signed_ ? K_SIGNED : K_UNSIGNED, method, url, bodystr,
                      bodystr ? strlen(bodystr) : 0 };
-    if (exchange(c, &r, &status, err) == 0 && decode_reply(c, reply, err) == 0)
-        rc = 0;
+    if (exchange(c, &r, &status, err) == 0) {
+        if (decode_reply(c, reply, err) == 0)
+            rc = 0;
+        else if (strcmp(method, "GET") != 0)
+            err->unknown_outcome = true;      /* accepted, but the answer is unreadable */
+    }
 out:
     if (rc != 0 && err && !*err->request)
         set_request(err, method, path);

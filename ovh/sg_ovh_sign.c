@@ -118,9 +118,21 @@ bool sg_ovh_endpoint_token_url(const char *endpoint, char *buf, size_t len)
     if (strchr(endpoint, '/')) {
         bool https;
         const char *host;
-        size_t hostlen, aend;
+        size_t hostlen, aend, elen = strlen(endpoint);
 
         if (!literal_ok(endpoint) || !split_url(endpoint, &https, &host, &hostlen, &aend))
+            return false;
+        while (elen > 0 && endpoint[elen - 1] == '/')
+            elen--;
+        /* A region's API written as a URL: that region's token URL, which
+         * lives on another host than the API (never derived from it). */
+        for (size_t i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++)
+            if (strlen(endpoints[i].url) == elen &&
+                strncasecmp(endpoint, endpoints[i].url, elen) == 0)
+                return endpoints[i].token &&
+                       (size_t)snprintf(buf, len, "%s", endpoints[i].token) < len;
+        /* Only a loopback stand-in (tests) gets a token URL on its own host. */
+        if (https || !is_loopback_host(host, hostlen))
             return false;
         return (size_t)snprintf(buf, len, "%.*s/auth/oauth2/token", (int)aend, endpoint) < len;
     }

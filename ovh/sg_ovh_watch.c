@@ -9,8 +9,18 @@
  * With several relays, hooks->try_lock elects the one that polls (a lock
  * with expiry in the store, renewed each round by its holder; without the
  * hook every relay polls, which is correct but costs API calls).
+ * Checks are spread over the interval (one account every interval/N), and
+ * never faster than WATCH_SHARE a minute, which leaves part of the
+ * process's request budget (SG_OVH_BUDGET a minute, sg_ovh_http.c) to the
+ * ticket lookups and the block workflow; when N accounts do not fit in
+ * poll_interval at that pace, each is checked every N/WATCH_SHARE minutes
+ * instead (logged once per configuration). A check the budget delayed is
+ * logged. Once a day the consumer key's expiry is read: a week before it,
+ * a warning.
  * Must not: clear a lockdown it did not set (a phase other than "blocked",
- * "replied" or "password_changed" is someone else's), hold a config snapshot across rounds
+ * "replied" or "password_changed" is someone else's; "password_pending" and
+ * "password_failed" are the workflow's and stay locked down until the
+ * password task is settled), hold a config snapshot across rounds
  * longer than its client needs, or block sg_ovh_watch_stop for long (the
  * client's abort hook ends a call in progress).
  */
@@ -28,6 +38,9 @@
 
 #define RETRY_NO_CONF_MS (60 * 1000)
 #define IDLE_MS (3600 * 1000)
+#define WATCH_SHARE 50                      /* account checks a minute, at most */
+#define CRED_CHECK_MS (24 * 3600 * 1000LL)  /* read the key's expiry this often */
+#define CRED_WARN_MS (7 * 24 * 3600 * 1000LL)
 
 struct sg_ovh_watch {
     pthread_t thread;
@@ -41,7 +54,7 @@ struct sg_ovh_watch {
 };
 
 /* Rate limits for repeated failures ("once per outage" style). */
-static long last_global_fail, last_account_fail, last_store_fail;
+static long last_global_fail, last_account_fail, last_store_fail, last_budget, last_cred;
 
 static bool phase_is(const struct sg_account_state *s, const char *p)
 {
@@ -126,6 +139,15 @@ size_t sg_ovh_watch_round(sg_ovh_t *c, struct sg_store *store, const struct sg_a
         next.checked_ms = now_ms;
         snprintf(next.state, sizeof(next.state), "%s", st.state);
 
+        /* A password change in progress (pending task) or failed at
+         * OVHcloud: the workflow's, locked down until it is settled. */
+        if (prev.blocked && (phase_is(&prev, "password_pending") ||
+                             phase_is(&prev, "password_failed"))) {
+            if (sg_store_state_set(store, a->address, &next) != 0)
+                failed++;
+            continue;
+        }
+
         /* A lockdown this watcher set (then answered by a reply or a new
          * password); any other phase (a manual lockdown) is not its to lift. */
         bool api_blocked_before = prev.blocked && (phase_is(&prev, "blocked") ||
@@ -203,25 +225,64 @@ static sg_ovh_t *make_client(struct sg_ovh_watch *w, const struct sg_settings *s
     return c;
 }
 
+/* wait_until - sleep to the monotonic deadline; false on stop or kick
+ * (*kicked says which). */
+static bool wait_until(struct sg_ovh_watch *w, int64_t until, bool *kicked)
+{
+    bool ok;
+
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop && !w->kick && sg_ovh_mono_ms() < until) {
+        struct timespec ts = { (time_t)(until / 1000), (long)(until % 1000) * 1000000L };
+        pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+    }
+    ok = !w->stop && !w->kick;
+    *kicked = w->kick;
+    pthread_mutex_unlock(&w->mu);
+    return ok;
+}
+
+/* check_credential - once a day: warn a week before the consumer key expires */
+static void check_credential(sg_ovh_t *c, int64_t *next_ms)
+{
+    struct sg_ovh_current cur;
+    struct sg_ovh_err e;
+    char msg[700];
+
+    if (sg_ovh_mono_ms() < *next_ms)
+        return;
+    *next_ms = sg_ovh_mono_ms() + CRED_CHECK_MS;
+    if (sg_ovh_current_credential(c, &cur, &e) != 0) {
+        if (sg_log_ratelimit(&last_cred, 24 * 3600))
+            sg_log(LOG_INFO, "ovh: cannot read the consumer key's expiry: %s",
+                   sg_ovh_strerror(&e, msg, sizeof(msg)));
+        return;
+    }
+    int64_t left = cur.expires_ms >= 0 ? cur.expires_ms - sg_ovh_now_ms() : -1;
+    if (cur.expires_ms >= 0 && left < CRED_WARN_MS)
+        sg_log(LOG_WARNING, "ovh: the consumer key %s %s (in %lld hours): request a new one "
+               "with `sendguardctl ovh credential` and put it in ovh.conf",
+               left > 0 ? "expires on" : "expired on", cur.expiration,
+               (long long)(left > 0 ? left / 3600000 : 0));
+    sg_ovh_current_clear(&cur);
+}
+
 static void *watch_main(void *arg)
 {
     struct sg_ovh_watch *w = arg;
     sg_ovh_t *client = NULL;
     sg_conf_t *client_conf = NULL;      /* the snapshot the client was made from */
+    sg_conf_t *warned_conf = NULL;      /* the config the pace warning was logged for */
     int64_t next = 0;                   /* monotonic ms of the next round */
+    int64_t cred_next = 0;              /* monotonic ms of the next key expiry check */
+    bool kicked;
 
     for (;;) {
+        if (!wait_until(w, next, &kicked) && !kicked)
+            break;                      /* stop */
         pthread_mutex_lock(&w->mu);
-        while (!w->stop && !w->kick && sg_ovh_mono_ms() < next) {
-            int64_t until = next;
-            struct timespec ts = { (time_t)(until / 1000), (long)(until % 1000) * 1000000L };
-            pthread_cond_timedwait(&w->cv, &w->mu, &ts);
-        }
-        bool stop = w->stop;
         w->kick = false;
         pthread_mutex_unlock(&w->mu);
-        if (stop)
-            break;
 
         sg_conf_t *conf = w->get_conf();
         if (!conf) {
@@ -230,10 +291,10 @@ static void *watch_main(void *arg)
         }
         const struct sg_settings *s = sg_conf_settings(conf);
         uint64_t interval = s->ovh_poll_interval_ms;
-        size_t watched = 0;
+        size_t nacc = 0;
         for (size_t i = 0; i < s->naccounts; i++)
-            watched += s->accounts[i].offer != SG_OFFER_NONE;
-        if (interval == 0 || watched == 0) {   /* nothing to watch: no client, no error */
+            nacc += s->accounts[i].offer != SG_OFFER_NONE;
+        if (interval == 0 || nacc == 0) {      /* nothing to watch: no client, no error */
             sg_conf_unref(conf);
             next = sg_ovh_mono_ms() + IDLE_MS;       /* off: wait for a reload's kick */
             continue;
@@ -247,24 +308,66 @@ static void *watch_main(void *arg)
             client_conf = sg_conf_ref(conf);
             client = make_client(w, s);
         }
-        /* The holder renews the lock every round, so it keeps it; it lives
-         * 1.5 intervals, so another relay takes over half an interval after
-         * the holder stopped renewing (at once after a clean stop: unlock). */
-        bool mine = !w->hooks.try_lock || w->hooks.try_lock(w->hooks.ctx, interval * 3 / 2);
+        /* One account every `spacing`: spread over the interval, at most
+         * WATCH_SHARE a minute. */
+        int64_t spacing = (int64_t)(interval / nacc);
+        int64_t min_spacing = sg_ovh_budget_minute_ms() / WATCH_SHARE;
+        if (spacing < min_spacing)
+            spacing = min_spacing;
+        int64_t cycle = spacing * (int64_t)nacc;
+        if (cycle > (int64_t)interval && warned_conf != conf) {
+            warned_conf = conf;
+            sg_log(LOG_WARNING, "ovh: %zu accounts every %llu s would take %llu API calls a "
+                   "minute; OVHcloud advises staying under %d: each account is checked every "
+                   "%lld s instead (raise ovh.poll_interval to silence this)", nacc,
+                   (unsigned long long)(interval / 1000),
+                   (unsigned long long)(nacc * 60000 / (interval ? interval : 1)), SG_OVH_BUDGET,
+                   (long long)((cycle + 999) / 1000));
+        }
+        /* The holder renews the lock every cycle, so it keeps it; it lives
+         * 1.5 cycles, so another relay takes over half a cycle after the
+         * holder stopped renewing (at once after a clean stop: unlock). */
+        bool mine = !w->hooks.try_lock || w->hooks.try_lock(w->hooks.ctx, (uint64_t)cycle * 3 / 2);
+        int64_t start = sg_ovh_mono_ms();
+        bool interrupted = false;
         if (client && mine) {
-            size_t nacc = 0;
-            for (size_t i = 0; i < s->naccounts; i++)
-                nacc += s->accounts[i].offer != SG_OFFER_NONE;
-            size_t failed = sg_ovh_watch_round(client, w->store, s->accounts, s->naccounts,
-                                               &w->hooks, sg_ovh_now_ms());
-            if (failed == nacc && nacc > 0) {
+            size_t failed = 0, k = 0;
+            check_credential(client, &cred_next);
+            for (size_t i = 0; i < s->naccounts; i++) {
+                const struct sg_account *a = &s->accounts[i];
+                if (a->offer == SG_OFFER_NONE)
+                    continue;
+                if (k > 0 && !wait_until(w, start + (int64_t)k * spacing, &kicked)) {
+                    interrupted = true;
+                    break;
+                }
+                k++;
+                size_t f = sg_ovh_watch_round(client, w->store, a, 1, &w->hooks,
+                                              sg_ovh_now_ms());
+                failed += f;
+                int64_t waited = sg_ovh_budget_waited(client);
+                if (waited > 0 && sg_log_ratelimit(&last_budget, 60)) {
+                    char esc[300];
+                    sg_log(LOG_INFO, "ovh: account=<%s> check delayed %lld ms by the API request "
+                           "budget (%d a minute)", sg_log_esc(esc, sizeof(esc), a->address),
+                           (long long)waited, SG_OVH_BUDGET);
+                }
+                if (atomic_load(&w->stopping)) {
+                    interrupted = true;
+                    break;
+                }
+            }
+            if (!interrupted && failed == nacc) {
                 /* Nothing worked: start from fresh credentials next time. */
                 sg_ovh_free(client);
                 client = NULL;
             }
         }
         sg_conf_unref(conf);
-        next = sg_ovh_mono_ms() + (int64_t)interval;
+        if (interrupted)
+            next = 0;                   /* a kick: a new round now; a stop: the loop ends */
+        else
+            next = start + (cycle > (int64_t)interval ? cycle : (int64_t)interval);
     }
     if (w->hooks.unlock)
         w->hooks.unlock(w->hooks.ctx);

@@ -358,7 +358,7 @@ static void test_defaults(void **state)
     assert_null(s->ovh_endpoint);
     assert_null(s->ovh_credentials);
     assert_int_equal(s->ovh_poll_interval_ms, 300000);
-    assert_int_equal(s->ovh_timeout_ms, 10000);
+    assert_int_equal(s->ovh_timeout_ms, 60000);
     assert_int_equal(s->on_block, SG_ACT_HOLD);
     assert_int_equal(s->nrelease_command, 3);
     assert_string_equal(s->release_command[0], "postsuper");

@@ -146,6 +146,16 @@ static void test_endpoint_literal(void **state)
     assert_false(sg_ovh_endpoint_url("eu/api", buf, sizeof(buf)));
     assert_true(sg_ovh_endpoint_token_url("http://127.0.0.1:8080/1.0", buf, sizeof(buf)));
     assert_string_equal(buf, "http://127.0.0.1:8080/auth/oauth2/token");
+    /* A region's API written as a URL: the region's token URL, not one on the API host. */
+    assert_true(sg_ovh_endpoint_token_url("https://eu.api.ovh.com/1.0", buf, sizeof(buf)));
+    assert_string_equal(buf, "https://www.ovh.com/auth/oauth2/token");
+    assert_true(sg_ovh_endpoint_token_url("https://ca.api.ovh.com/1.0/", buf, sizeof(buf)));
+    assert_string_equal(buf, "https://ca.ovh.com/auth/oauth2/token");
+    assert_true(sg_ovh_endpoint_token_url("https://api.us.ovhcloud.com/1.0", buf, sizeof(buf)));
+    assert_string_equal(buf, "https://us.ovhcloud.com/auth/oauth2/token");
+    /* Another host (not a stand-in on loopback): no guessed token URL. */
+    assert_false(sg_ovh_endpoint_token_url("https://api.example.net/1.0", buf, sizeof(buf)));
+    assert_false(sg_ovh_endpoint_token_url("https://eu.api.kimsufi.com/1.0", buf, sizeof(buf)));
 }
 
 static void test_path(void **state)
@@ -184,6 +194,7 @@ static void test_access_rules(void **state)
     assert_non_null(strstr(s, "{\"method\":\"GET\",\"path\":\"/email/exchange/*\"}"));
     assert_non_null(strstr(s, "{\"method\":\"GET\",\"path\":\"/support/tickets\"}"));
     assert_non_null(strstr(s, "{\"method\":\"POST\",\"path\":\"/support/tickets/*/reply\"}"));
+    assert_non_null(strstr(s, "{\"method\":\"POST\",\"path\":\"/support/tickets/*/reopen\"}"));
     assert_non_null(strstr(s, "/email/domain/*/account/*/changePassword"));
     assert_null(strstr(s, "/email/pro/*/account/*/changePassword"));
     assert_null(strstr(s, "DELETE"));
@@ -191,7 +202,7 @@ static void test_access_rules(void **state)
     free(s);
     json_decref(r);
     r = sg_ovh_access_rules(SG_OVH_OFFERS_ALL);
-    assert_int_equal(json_array_size(r), 10 + 1 + 4);
+    assert_int_equal(json_array_size(r), 10 + 2 + 4);
     json_decref(r);
 }
 
