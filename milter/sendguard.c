@@ -563,6 +563,7 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
+    sg_ovh_set_call_observer(sg_metrics_api_call);
     if (sg_ovh_global_init() != 0) {         /* before any thread */
         sg_log(LOG_ERR, "curl_global_init failed");
         ex = EX_SOFTWARE;

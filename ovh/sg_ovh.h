@@ -138,6 +138,11 @@ void sg_ovh_opts_default(struct sg_ovh_opts *o);
 
 /* curl_global_init, once per process (safe to call more than once). Call
  * it from main() before threads start. 0 or -1. */
+/* Every HTTP exchange of the process ends by calling fn (if set) with
+ * "ok", "client_error" (4xx), "server_error" (5xx, 429) or "failed" (no
+ * answer): the daemon's metrics. Set once, before any thread. */
+void sg_ovh_set_call_observer(void (*fn)(const char *result));
+
 int sg_ovh_global_init(void);
 
 /* A client on creds (copied: creds may be freed after). opts NULL = defaults.

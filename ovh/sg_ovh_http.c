@@ -547,6 +547,13 @@ static bool test_origin(const char *url, char *wire, size_t wlen, char *host, si
 }
 
 /* perform - one HTTP exchange; *status is 0 when none came back */
+static void (*call_observer)(const char *result);
+
+void sg_ovh_set_call_observer(void (*fn)(const char *result))
+{
+    call_observer = fn;
+}
+
 static CURLcode perform(sg_ovh_t *c, const struct req *r, long *status)
 {
     CURL *h = c->curl;
@@ -649,6 +656,9 @@ static CURLcode perform(sg_ovh_t *c, const struct req *r, long *status)
 
     cc = curl_easy_perform(h);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    if (call_observer != NULL)
+        call_observer(cc != CURLE_OK || *status == 0 ? "failed" : *status < 400 ? "ok" :
+                      *status == 429 || *status >= 500 ? "server_error" : "client_error");
     /* Forget the Basic credentials and headers in the handle right away. */
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     if (r->kind == K_TOKEN) {

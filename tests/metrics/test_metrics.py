@@ -55,10 +55,21 @@ class Metrics(h.ScratchTestCase):
 
     def start(self, textfile):
         self.exporter = h.require_tool("prometheus-node-exporter", "prometheus-node-exporter")
+        # the API watcher polls a loopback port where nothing listens: every
+        # call fails, and is counted as such
+        dead = h.free_port()
+        ovh_conf = self.scratch.file("ovh.conf")
+        with open(ovh_conf, "w") as f:
+            f.write(f"[default]\nendpoint=http://127.0.0.1:{dead}/1.0\n[http://127.0.0.1:{dead}/1.0]\n"
+                    "application_key=AK\napplication_secret=AS\nconsumer_key=CK\n")
+        os.chmod(ovh_conf, 0o600)
+        pw = h.pwd.getpwnam("nobody")
+        os.chown(ovh_conf, pw.pw_uid, pw.pw_gid)
         cfg = lambda sock: h.sendguard_config(
             sock, [h.limit("hourly", "1h", 3, "tempfail")],
             accounts=[{"address": "sales@example.com", "offer": "emailpro", "service": "pro"}],
-            metrics={"textfile": textfile, "interval": "1s"})
+            metrics={"textfile": textfile, "interval": "1s"},
+            ovh={"credentials": ovh_conf, "poll_interval": "5s", "timeout": "2s"})
         self.sg = h.Sendguard(h.sendguard_binary(), self.scratch.sub("sendguard"), cfg).start()
         port = h.free_port()
         self.url = f"http://127.0.0.1:{port}/metrics"
@@ -132,6 +143,9 @@ class Metrics(h.ScratchTestCase):
         self.assertEqual(val(after, "sendguard_account_blocked", account="sales@example.com"), 0)
         self.assertEqual(val(after, "sendguard_held_messages", account="sales@example.com"), 0)
         self.assertEqual(val(after, "node_textfile_scrape_error"), 0.0)
+        self.assertGreaterEqual(val(after, "sendguard_api_calls_total", result="failed"), 1,
+                                "the watcher's failed API calls are not counted")
+        self.assertEqual(val(after, "sendguard_api_calls_total", result="ok"), 0)
         # nothing but the file itself is left in the directory (no temp files)
         self.assertEqual(sorted(os.listdir(promdir)), ["sendguard.prom"])
         self.assertEqual(os.stat(textfile).st_uid, h.pwd.getpwnam("nobody").pw_uid)
