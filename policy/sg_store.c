@@ -128,6 +128,12 @@ int sg_store_evidence_json(sg_store_t *st, const char *account, char **json_out)
     return st->ops->evidence_json(st->be, account, json_out);
 }
 
+int sg_store_flood_json(sg_store_t *st, unsigned hours, char **json_out)
+{
+    *json_out = NULL;
+    return st->ops->flood_json ? st->ops->flood_json(st->be, hours, json_out) : -1;
+}
+
 int sg_store_held_add(sg_store_t *st, const char *account, const char *relay, const char *qid)
 {
     if (qid == NULL || qid[0] == '\0')

@@ -842,7 +842,10 @@ class Relays(h.ScratchTestCase):
         redis = self.start_redis()
         lim = h.limit("short", "10s", caps["messages"], "tempfail", recipients=caps["recipients"],
                       distinct_recipients=caps["distinct_recipients"])
-        relays = self.start_relays([lim], redis_store(redis.port))
+        # a configured account: only those record evidence (the "recent"
+        # list this test reads); implicit identities have one key each
+        acct = [{"address": sender, "offer": "mxplan-legacy"}]
+        relays = self.start_relays([lim], redis_store(redis.port), accounts=acct)
         key = recent_key(sender)
         seen = {}
         poll_stop = threading.Event()

@@ -77,7 +77,7 @@ static void test_sliding_window_property(void **state)
         free(tmp);
     }
     for (size_t i = 0; i < N; i++) {
-        struct sg_charge c = { { 0 }, NULL, 0 };
+        struct sg_charge c = { .units = { 0 } };
         struct sg_store_result r;
         uint64_t nr = 1 + (uint64_t)(rand() % 8);
 
@@ -130,7 +130,7 @@ static void test_checker_catches_fixed_window(void **state)
 static void test_refused_not_charged_and_retry_after(void **state)
 {
     struct sg_limit lim = mk_limit("l", 60000, 3, 0);
-    struct sg_charge c = { { 1, 1, 0, 0 }, NULL, 0 };
+    struct sg_charge c = { .units = { 1, 1, 0, 0 } };
     struct sg_store_result r;
     sg_store_t *st = sg_store_memory_new(fake_clock, NULL);
 
@@ -163,7 +163,7 @@ static void test_refused_not_charged_and_retry_after(void **state)
 static void test_all_or_nothing(void **state)
 {
     struct sg_limit lims[2] = { mk_limit("short", 60000, 100, 0), mk_limit("long", 3600000, 2, 0) };
-    struct sg_charge c = { { 1, 1, 0, 0 }, NULL, 0 };
+    struct sg_charge c = { .units = { 1, 1, 0, 0 } };
     struct sg_usage u[2];
     struct sg_store_result r;
     sg_store_t *st = sg_store_memory_new(fake_clock, NULL);
@@ -201,7 +201,7 @@ static void test_distinct_recipients(void **state)
     fake_now = 1700000000000ULL;
     for (int i = 0; i < N; i++) {
         uint64_t h[3];
-        struct sg_charge c = { { 1, 3, 0, 0 }, h, 0 };
+        struct sg_charge c = { .units = { 1, 3, 0, 0 }, .rcpt_hashes = h };
         struct sg_store_result r;
 
         fake_now += (uint64_t)(rand() % 4000);
@@ -236,7 +236,7 @@ static void test_distinct_recipients(void **state)
 static void test_warn_once_and_lockdown(void **state)
 {
     struct sg_limit lim = mk_limit("w", 60000, 10, 0);
-    struct sg_charge c = { { 1, 1, 0, 0 }, NULL, 0 };
+    struct sg_charge c = { .units = { 1, 1, 0, 0 } };
     struct sg_store_result r;
     struct sg_account_state s0 = { 0 }, s1;
     int warns = 0;
