@@ -405,13 +405,15 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
     ev.msgid = req->msgid;
     ev.relay = req->relay;
 
-    if (sg_store_decide(primary, v->account, limits, nlimits, &charge, &ev,
-                        s->strict || v->allowed, &r) != 0 || r.status == SG_STORE_ERROR) {
+    if (sg_store_decide_flood(primary, v->account, limits, nlimits, &charge, &ev,
+                              s->strict || v->allowed, (unsigned)s->flood_threshold, &r) != 0 ||
+        r.status == SG_STORE_ERROR) {
         v->store_error = true;
         used_store = NULL;
         if (s->store_on_error == SG_ON_ERROR_ACCEPT && fallback != NULL &&
-            sg_store_decide(fallback, v->account, limits, nlimits, &charge, &ev,
-                            s->strict || v->allowed, &r) == 0 && r.status != SG_STORE_ERROR)
+            sg_store_decide_flood(fallback, v->account, limits, nlimits, &charge, &ev,
+                                  s->strict || v->allowed, (unsigned)s->flood_threshold,
+                                  &r) == 0 && r.status != SG_STORE_ERROR)
             used_store = fallback;
     }
     if (h != stack_h)

@@ -7,6 +7,10 @@
 #include "sg_store.h"
 #include "sg_store_backend.h"
 #include "sg_store_redis.h"
+#include "sg_log.h"
+#include "sg_topk.h"
+
+#include <pthread.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +21,56 @@ struct sg_store {
     const struct sg_store_ops *ops;
     void *be;
 };
+
+/* The flood log: new implicit identities per FLOOD_WINDOW_S on this relay,
+ * with the client IP and mailer they came from most, logged at warning
+ * once per window when there were at least identity.flood_threshold. */
+#define FLOOD_WINDOW_S 600
+
+static struct {
+    pthread_mutex_t mu;
+    uint64_t start_ms, fresh, overflow;
+    struct sg_topk ip, mailer;
+} flood = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+void sg_store_flood_note(uint64_t now_ms, bool fresh, bool overflow, const char *ip,
+                         const char *mailer, unsigned threshold)
+{
+    uint64_t n = 0, ov = 0;
+    char tip[SG_TOPK_LEN] = "-", tmua[SG_TOPK_LEN] = "-";
+    int i;
+
+    pthread_mutex_lock(&flood.mu);
+    if (flood.start_ms == 0 || now_ms < flood.start_ms)
+        flood.start_ms = now_ms;
+    if (now_ms - flood.start_ms >= FLOOD_WINDOW_S * 1000u) {
+        n = flood.fresh;
+        ov = flood.overflow;
+        if ((i = sg_topk_max(&flood.ip)) >= 0)
+            memcpy(tip, flood.ip.v[i], sizeof(tip));
+        if ((i = sg_topk_max(&flood.mailer)) >= 0)
+            memcpy(tmua, flood.mailer.v[i], sizeof(tmua));
+        flood.fresh = flood.overflow = 0;
+        memset(&flood.ip, 0, sizeof(flood.ip));
+        memset(&flood.mailer, 0, sizeof(flood.mailer));
+        flood.start_ms = now_ms;
+    }
+    if (fresh || overflow) {
+        flood.fresh += fresh;
+        flood.overflow += overflow;
+        sg_topk_add(&flood.ip, ip && ip[0] ? ip : "(none)", 1);
+        sg_topk_add(&flood.mailer, mailer && mailer[0] ? mailer : "(none)", 1);
+    }
+    pthread_mutex_unlock(&flood.mu);
+    if (threshold > 0 && n + ov >= threshold) {
+        char e1[SG_TOPK_LEN * 4], e2[SG_TOPK_LEN * 4];
+
+        sg_log(LOG_WARNING, "flood: %llu new implicit identities in the last %dm "
+               "(top ip=%s, mailer=%s)%s", (unsigned long long)(n + ov), FLOOD_WINDOW_S / 60,
+               sg_log_esc(e1, sizeof(e1), tip), sg_log_esc(e2, sizeof(e2), tmua),
+               ov ? " overflow=1" : "");
+    }
+}
 
 uint64_t sg_clock_realtime_ms(void *ctx)
 {
@@ -87,6 +141,21 @@ int sg_store_decide(sg_store_t *st, const char *account,
     }
     return st->ops->decide(st->be, account, limits, nlimits, charge, ev,
                            charge_refused, out);
+}
+
+int sg_store_decide_flood(sg_store_t *st, const char *account,
+                          const struct sg_limit *limits, size_t nlimits,
+                          const struct sg_charge *charge,
+                          const struct sg_evidence *ev, bool charge_refused,
+                          unsigned flood_threshold, struct sg_store_result *out)
+{
+    int rc = sg_store_decide(st, account, limits, nlimits, charge, ev, charge_refused, out);
+
+    if (rc == 0 && charge->implicit)
+        sg_store_flood_note(sg_clock_realtime_ms(NULL), out->new_identity, out->overflow,
+                            ev ? ev->client_ip : NULL, ev ? ev->mailer : NULL,
+                            flood_threshold);
+    return rc;
 }
 
 int sg_store_usage(sg_store_t *st, const char *account,

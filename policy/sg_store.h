@@ -129,6 +129,19 @@ int sg_store_decide(sg_store_t *st, const char *account,
                     const struct sg_evidence *ev, bool charge_refused,
                     struct sg_store_result *out);
 
+/* sg_store_decide, and for an implicit identity, count it for the flood
+ * log line ("flood: N new implicit identities in the last 10m (top ip=...,
+ * mailer=...)", warning, once per 10 minutes when N >= flood_threshold;
+ * 0 = never). */
+int sg_store_decide_flood(sg_store_t *st, const char *account,
+                          const struct sg_limit *limits, size_t nlimits,
+                          const struct sg_charge *charge,
+                          const struct sg_evidence *ev, bool charge_refused,
+                          unsigned flood_threshold, struct sg_store_result *out);
+/* The flood log's counter itself (tests drive it with their own clock). */
+void sg_store_flood_note(uint64_t now_ms, bool fresh, bool overflow, const char *ip,
+                         const char *mailer, unsigned threshold);
+
 /* Current usage of each limit (usage[i] for limits[i]); 0 or -1. */
 int sg_store_usage(sg_store_t *st, const char *account,
                    const struct sg_limit *limits, size_t nlimits,
