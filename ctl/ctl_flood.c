@@ -48,7 +48,7 @@ int sg_ctl_report_flood(sg_conf_t *conf, int argc, char **argv)
     json_error_t je;
     int rc;
 
-    for (int i = 0; i < argc; i++) {
+    for (int i = 1; i < argc; i++) {             /* argv[0] is "report" */
         if (strcmp(argv[i], "--flood") == 0)
             continue;
         if (strcmp(argv[i], "--json") == 0) {
