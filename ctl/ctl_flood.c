@@ -98,7 +98,8 @@ int sg_ctl_report_flood(sg_conf_t *conf, int argc, char **argv)
         print_top("Top identities", json_object_get(root, "identities"));
         print_top("Top client IPs", json_object_get(root, "ips"));
         print_top("Top mailers", json_object_get(root, "mailers"));
-        printf("(counts of the top lists are upper bounds: each hour keeps the top %lld)\n",
+        printf("(top lists: counts are lower bounds, each relay adds what it certainly saw; "
+               "each hour keeps the top %lld)\n",
                (long long)json_integer_value(json_object_get(root, "top_k")));
     }
     json_decref(root);

@@ -38,6 +38,7 @@
  * bounded whatever the number of identities (hash tag "{flood}", 25 h):
  *   P{flood}:n:<hour>  hash: messages, new (identities that had no key)
  *   P{flood}:id:<hour>, :ip:<hour>, :mua:<hour>  zsets: the top FLOOD_TOP_K
+ *                      (counts are lower bounds: what was certainly seen)
  * Each relay adds up its own in memory (sg_topk) and writes it every
  * FLOOD_FLUSH_MS in one pipeline of plain commands (not per message).
  * Every minute (on the decision path) INFO tells whether Redis evicted
@@ -2092,8 +2093,10 @@ static enum job_rc flush_job(struct sg_store_redis *r, redisContext *c, void *ar
         if (t->len == 0)
             continue;
         snprintf(k, sizeof(k), "%s{flood}:%s:%" PRIu64, r->prefix, flood_z[z], g->hour);
+        /* what each value was certainly seen (a lower bound): a flood of
+         * distinct values then shows counts of 1, not inherited ones */
         for (size_t i = 0; i < t->len; i++)
-            redisAppendCommand(c, "ZINCRBY %s %" PRIu64 " %s", k, t->n[i], t->v[i]);
+            redisAppendCommand(c, "ZINCRBY %s %" PRIu64 " %s", k, t->n[i] - t->err[i], t->v[i]);
         redisAppendCommand(c, "ZREMRANGEBYRANK %s 0 %d", k, -(FLOOD_TOP_K + 1));
         redisAppendCommand(c, "PEXPIRE %s %" PRIu64, k, (uint64_t)FLOOD_TTL_MS);
         sent += t->len + 2;

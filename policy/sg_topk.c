@@ -23,10 +23,12 @@ void sg_topk_add(struct sg_topk *t, const char *value, uint64_t by)
     }
     if (t->len < SG_TOPK_N) {
         memcpy(t->v[t->len], v, sizeof(v));
+        t->err[t->len] = 0;
         t->n[t->len++] = by;
         return;
     }
     memcpy(t->v[low], v, sizeof(v));
+    t->err[low] = t->n[low];
     t->n[low] += by;
 }
 

@@ -2,7 +2,8 @@
  * sg_topk - a bounded "top values" counter (Space-Saving, Metwally et al.):
  * at most SG_TOPK_N values; a newcomer when full replaces the smallest and
  * inherits its count + 1, so a value seen more than total/N times is never
- * missed and every count is an upper bound. Private to policy/.
+ * missed and every count is an upper bound; n - err is a lower bound (what
+ * was certainly seen: err is what the value inherited). Private to policy/.
  * Not thread-safe: the caller holds its own lock.
  */
 #ifndef SG_TOPK_H
@@ -17,6 +18,7 @@
 struct sg_topk {
     size_t len;
     uint64_t n[SG_TOPK_N];
+    uint64_t err[SG_TOPK_N];      /* count inherited on replacement */
     char v[SG_TOPK_N][SG_TOPK_LEN];
 };
 
