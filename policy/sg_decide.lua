@@ -7,8 +7,10 @@
 -- "now" argument, which the daemon never sends), touch a key it was not
 -- given in KEYS, or leave a key without an expiry.
 --
--- ARGV[1] is the mode: "decide", "usage" or "lock". ARGV[2] is "now" in
--- ms, or "" to use redis TIME (the only thing the daemon sends).
+-- ARGV[1] is the mode: "decide" (a configured account), "implicit" (an
+-- identity no account matches: one hash, see implicit()), "usage",
+-- "iusage" or "lock". ARGV[2] is "now" in ms, or "" to use redis TIME (the
+-- only thing the daemon sends).
 --
 -- Limit algorithm (same as the memory backend): a bucketed sliding window
 -- counting its oldest bucket whole. B = 60 buckets of width w = ceil(T/60)

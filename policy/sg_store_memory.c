@@ -15,6 +15,7 @@
 #include "sg_log.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,11 +80,18 @@ struct sg_store_memory {
 
 size_t sg_store_memory_default_max(void)
 {
-    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
-    uint64_t n = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize / 8192u : 0;
+    static _Atomic size_t cached;  /* the machine's memory does not change */
+    size_t v = cached;
 
-    return n < MAX_DEFAULT_MIN ? MAX_DEFAULT_MIN : n > MAX_DEFAULT_MAX ? MAX_DEFAULT_MAX
-                                                                       : (size_t)n;
+    if (v == 0) {
+        long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+        uint64_t n = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize / 8192u : 0;
+
+        v = n < MAX_DEFAULT_MIN ? MAX_DEFAULT_MIN : n > MAX_DEFAULT_MAX ? MAX_DEFAULT_MAX
+                                                                        : (size_t)n;
+        cached = v;
+    }
+    return v;
 }
 
 /* FNV-1a. */

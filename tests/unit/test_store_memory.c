@@ -132,6 +132,8 @@ static void test_bound_overflow(void **state)
     char who[32];
 
     (void)state;
+    assert_true(sg_store_memory_default_max() >= 10000);    /* from the machine's memory */
+    assert_true(sg_store_memory_default_max() <= 4000000);
     fake_now = 1700000000000ULL;
     for (int i = 0; i < 3; i++) {
         snprintf(who, sizeof(who), "id%d@x", i);
