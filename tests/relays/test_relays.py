@@ -24,6 +24,8 @@ Cases (one ctest entry each, relays_<name>):
   status_reset      sendguardctl status [--json] / reset on the shared state
   flood             random senders: one key each, caps of an account exact,
                     the flood: log line and sendguardctl report --flood
+  evicted           Redis under maxmemory, allkeys-lru: the policy warning and
+                    the event=evicted line (waits a minute)
 
 A missing redis-server, redis-sentinel, sendguard or sendguardctl is a
 FAILURE, never a skip. Everything started is stopped (harness safety net
@@ -1032,6 +1034,46 @@ class Relays(h.ScratchTestCase):
         text = self.ctl(conf, "report", "--flood").stdout
         self.assertRegex(text, r"new identities \d+")
         self.assertIn("203.0.113.66", text)
+        self.finish(relays)
+
+    def test_evicted(self):
+        """Redis under maxmemory with an allkeys policy: the relay warns at its
+        first look that any key may be evicted, and, when Redis has evicted
+        keys since the previous look (once a minute), logs event=evicted."""
+        redis = self.start_redis(extra_args=["--maxmemory", "3mb",
+                                              "--maxmemory-policy", "allkeys-lru"])
+        relays = self.start_relays([h.limit("hourly", "1h", 100, "tempfail")],
+                                   redis_store(redis.port), n=1)
+        qid = QidSource("EV")
+        first = [send_one(relays[0], "one@example.org", ["x@example.net"], qid())]
+        self.assert_answers(first)
+        log = relays[0].sg.logfile
+
+        def text():
+            with open(log, errors="replace") as f:
+                return f.read()
+        deadline = time.time() + 10
+        while "maxmemory_policy=allkeys-lru" not in text() and time.time() < deadline:
+            time.sleep(0.2)
+        self.assertRegex(text(), r"store=redis maxmemory_policy=allkeys-lru maxmemory=\d+: Redis may "
+                                 r"evict any key")
+        self.assertNotIn("event=evicted", text())
+        # fill Redis past maxmemory: it evicts (its own keys and maybe ours)
+        cmds = "".join(f"SET junk:{i} {'x' * 200}\r\n" for i in range(40000))
+        subprocess.run(["redis-cli", "-p", str(redis.port), "--pipe"], input=cmds, text=True,
+                       capture_output=True, timeout=60)
+        info = subprocess.run(["redis-cli", "-p", str(redis.port), "INFO", "stats"],
+                              capture_output=True, text=True).stdout
+        self.assertRegex(info, r"evicted_keys:[1-9]", "Redis did not evict: the test proves nothing")
+        time.sleep(61)                   # the next look is a minute after the first
+        more = [send_one(relays[0], "two@example.org", ["x@example.net"], qid())]
+        self.assert_answers(more)
+        deadline = time.time() + 10
+        while "event=evicted" not in text() and time.time() < deadline:
+            time.sleep(0.2)
+        self.assertRegex(text(), r"store=redis event=evicted evicted_keys=[1-9]\d* "
+                                 r"maxmemory_policy=allkeys-lru used_memory=\d+ maxmemory=\d+: "
+                                 r"Redis evicted keys")
         self.finish(relays)
 
     def test_status_reset(self):
