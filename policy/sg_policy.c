@@ -428,6 +428,8 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
         return;
     }
     v->store = sg_store_name(used_store);
+    if (r.overflow)                        /* what was charged: the shared account */
+        snprintf(v->account, sizeof(v->account), "%s", SG_STORE_OVERFLOW_ACCOUNT);
     if (nlimits > 0 && r.limit < nlimits) {
         v->limit = &limits[r.limit];
         v->unit = r.unit;

@@ -2114,52 +2114,66 @@ static enum job_rc flush_job(struct sg_store_redis *r, redisContext *c, void *ar
     return rc;
 }
 
-/* Write what was counted (now, or when due). Called without mu held. */
-static void flood_flush(struct sg_store_redis *r, bool force)
+/* The counts so far, for a flush_job; the next ones start from zero.
+ * Called with mu held; NULL if there is nothing (or no memory). */
+static struct flush_job *flood_take(struct sg_store_redis *r, uint64_t now)
 {
-    struct flush_job *j;
-    uint64_t now = mono_ms();
+    struct flush_job *j = NULL;
 
-    pthread_mutex_lock(&r->mu);
-    if (r->agg.messages == 0 || (!force && now < r->agg_next)) {
-        pthread_mutex_unlock(&r->mu);
-        return;
-    }
-    j = malloc(sizeof(*j));
-    if (j != NULL)
+    if (r->agg.messages > 0 && (j = malloc(sizeof(*j))) != NULL)
         j->agg = r->agg;
     memset(&r->agg, 0, sizeof(r->agg));
     r->agg_next = now + FLOOD_FLUSH_MS;
-    pthread_mutex_unlock(&r->mu);
+    return j;
+}
+
+static void flood_write(struct sg_store_redis *r, struct flush_job *j)
+{
     if (j != NULL)
         run(r, flush_job, j);     /* best effort: a summary, not a counter */
     free(j);
 }
 
+/* Write what was counted now (report, close). Called without mu held. */
+static void flood_flush(struct sg_store_redis *r, bool force)
+{
+    struct flush_job *j = NULL;
+    uint64_t now = mono_ms();
+
+    pthread_mutex_lock(&r->mu);
+    if (force || now >= r->agg_next)
+        j = flood_take(r, now);
+    pthread_mutex_unlock(&r->mu);
+    flood_write(r, j);
+}
+
+/* Count one decision of an implicit identity; every FLOOD_FLUSH_MS (and
+ * when the hour turns, so that an hour's counts go to that hour) the
+ * thread that notices writes the counts. */
 static void flood_count(struct sg_store_redis *r, const char *identity, const char *ip,
                         const char *mailer, bool fresh)
 {
-    uint64_t hour = wall_ms(r) / 3600000u;
-    bool due;
+    uint64_t hour = wall_ms(r) / 3600000u, now = mono_ms();
+    struct flush_job *old = NULL, *due = NULL;
 
     pthread_mutex_lock(&r->mu);
-    due = r->agg.messages > 0 && r->agg.hour != hour;
-    pthread_mutex_unlock(&r->mu);
-    if (due)
-        flood_flush(r, true);     /* an hour's counts go to that hour */
-    pthread_mutex_lock(&r->mu);
+    if (r->agg.messages > 0 && r->agg.hour != hour)
+        old = flood_take(r, now);
     if (r->agg.messages == 0) {
         r->agg.hour = hour;
         if (r->agg_next == 0)
-            r->agg_next = mono_ms() + FLOOD_FLUSH_MS;
+            r->agg_next = now + FLOOD_FLUSH_MS;
     }
     r->agg.messages++;
     r->agg.fresh += fresh;
     sg_topk_add(&r->agg.top[0], identity, 1);
     sg_topk_add(&r->agg.top[1], ip && ip[0] ? ip : "(none)", 1);
     sg_topk_add(&r->agg.top[2], mailer && mailer[0] ? mailer : "(none)", 1);
+    if (now >= r->agg_next)
+        due = flood_take(r, now);
     pthread_mutex_unlock(&r->mu);
-    flood_flush(r, false);
+    flood_write(r, old);
+    flood_write(r, due);
 }
 
 struct flood_job {
