@@ -5,7 +5,7 @@
  *   cc -O2 -std=c11 -pthread -o miltload miltload.c
  *   miltload -s unix:/path/sock | -s inet:PORT@HOST
  *            [-c CONNS] [-n MESSAGES] [-k MSGS_PER_CONN] [-r RCPTS]
- *            [-a ACCOUNTS] [-l BODY_BYTES] [-w WARMUP] [-A] [-q]
+ *            [-a ACCOUNTS] [-o FIRST_ACCOUNT] [-l BODY_BYTES] [-w WARMUP] [-A] [-q]
  *
  * Each of CONNS threads opens a milter connection, negotiates (offering
  * every protocol flag, SMFIP_NR_* included, and every action), sends
@@ -93,6 +93,7 @@ static const char *rname[R_N] = { "accept", "continue", "reject", "tempfail", "d
 struct opts {
     const char *sock;
     int conns, perconn, rcpts, accounts, warmup, send_abort, quiet, nodelay, per_packet;
+    long offset;                  /* -o: first account number (a flood in chunks) */
     int one_write;
     unsigned long offer;                /* protocol flags offered (-O) */
     long total;
@@ -432,8 +433,8 @@ static int do_message(struct conn *c, struct worker *w, long seq, int measure)
     unsigned long p = c->proto;
 
     snprintf(qid, sizeof(qid), "B%08lX", seq);
-    snprintf(auth, sizeof(auth), "user%ld", seq % o.accounts);
-    snprintf(from, sizeof(from), "<user%ld@bench.example>", seq % o.accounts);
+    snprintf(auth, sizeof(auth), "user%ld", o.offset + seq % o.accounts);
+    snprintf(from, sizeof(from), "<user%ld@bench.example>", o.offset + seq % o.accounts);
 
     t_mail = now();
     if (!(p & P_NOMAIL)) {
@@ -628,7 +629,8 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: miltload -s unix:/path|inet:PORT@IP [-c conns] [-n messages] [-k per-conn]\n"
-            "                [-r rcpts] [-a accounts] [-l body-bytes] [-w warmup-per-thread]\n"
+            "                [-r rcpts] [-a accounts] [-o first-account] [-l body-bytes]\n"
+            "                [-w warmup-per-thread]\n"
             "                [-N (no ABORT after each message)] [-D (TCP_NODELAY)] [-q]\n"
             "                [-P (write every step at once) | -1 (one write per message)]\n"
             "                [-O protocol-flags-offered (default 0x1fffff: all)]\n");
@@ -638,7 +640,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "s:c:n:k:r:a:l:w:NDPq1O:")) != -1) {
+    while ((opt = getopt(argc, argv, "s:c:n:k:r:a:o:l:w:NDPq1O:")) != -1) {
         switch (opt) {
         case 's': o.sock = optarg; break;
         case 'c': o.conns = atoi(optarg); break;
@@ -646,6 +648,7 @@ int main(int argc, char **argv)
         case 'k': o.perconn = atoi(optarg); break;
         case 'r': o.rcpts = atoi(optarg); break;
         case 'a': o.accounts = atoi(optarg); break;
+        case 'o': o.offset = atol(optarg); break;
         case 'l': o.body = (size_t)atol(optarg); break;
         case 'w': o.warmup = atoi(optarg); break;
         case 'N': o.send_abort = 0; break;

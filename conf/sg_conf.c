@@ -190,6 +190,11 @@ static const struct key identity_keys[] = {
     { KEY("lowercase", K_BOOL, S(lowercase)), .idef = 1 },
     { KEY("strip_tag", K_BOOL, S(strip_tag)), .idef = 0 },
     { KEY("tag_separator", K_CHAR, S(tag_separator)), .sdef = "+" },
+    { KEY("batv", K_BOOL, S(batv)), .idef = 0 },
+    { KEY("srs", K_BOOL, S(srs)), .idef = 0 },
+    { LIST("verp", K_STRV, S(verp), S(nverp)), .check = check_pattern },
+    { KEY("flood_threshold", K_INT, S(flood_threshold)), .min = 0, .max = 100000000,
+      .idef = 1000 },
     END
 };
 
@@ -217,12 +222,19 @@ static const struct key redis_keys[] = {      /* base: struct sg_redis_settings 
     END
 };
 
+static const struct key memory_keys[] = {
+    { KEY("max_identities", K_INT, S(memory_max_identities)), .min = 0, .max = 100000000,
+      .idef = 0 },        /* 0: from the machine's memory (sg_store_memory_default_max) */
+    END
+};
+
 static const struct key store_keys[] = {
     { KEY("backend", K_ENUM, S(store_backend)), .names = backend_names,
       .idef = SG_STORE_MEMORY },
     { KEY("on_error", K_ENUM, S(store_on_error)), .names = on_error_names,
       .idef = SG_ON_ERROR_ACCEPT },
     { KEY("redis", K_GROUP, S(redis)), .sub = redis_keys },
+    { KEY("memory", K_GROUP, 0), .sub = memory_keys },
     END
 };
 
@@ -1456,6 +1468,15 @@ static void finish(struct loader *L)
         if (s->lowercase)
             lower(p);
         ((const char **)s->allow)[i] = p;
+    }
+    for (size_t i = 0; i < s->nverp; i++) {
+        char *p = ar_strdup(L, s->verp[i]);
+
+        if (p == NULL)
+            return;
+        if (s->lowercase)
+            lower(p);
+        ((const char **)s->verp)[i] = p;
     }
 
     for (size_t i = 0; i < s->naccounts; i++)

@@ -97,11 +97,17 @@ struct sg_settings {
     char tag_separator;           /* default '+' */
     const char *const *allow;     /* sender patterns never throttled */
     size_t nallow;
+    bool batv;                    /* "prvs=TAG=local@domain" -> local@domain; default false */
+    bool srs;                     /* SRS0/SRS1 -> the original sender; default false */
+    const char *const *verp;      /* patterns: a matching identity becomes the pattern */
+    size_t nverp;
+    int flood_threshold;          /* new implicit identities per 10 min to log; 0 = off */
 
     /* store */
     enum { SG_STORE_MEMORY, SG_STORE_REDIS } store_backend;
     enum { SG_ON_ERROR_ACCEPT, SG_ON_ERROR_TEMPFAIL } store_on_error;
     struct sg_redis_settings redis;
+    int memory_max_identities;    /* implicit identities the memory store holds; 0 = auto */
 
     /* limits and accounts */
     const struct sg_limit *limits;        /* defaults */

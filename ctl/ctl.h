@@ -30,6 +30,7 @@ int sg_ctl_reset(sg_conf_t *conf, int argc, char **argv);     /* ctl_status.c */
 int sg_ctl_ovh(sg_conf_t *conf, int argc, char **argv);       /* ctl_ovh.c */
 int sg_ctl_lockdown(sg_conf_t *conf, int argc, char **argv);  /* ctl_block.c */
 int sg_ctl_report(sg_conf_t *conf, int argc, char **argv);    /* ctl_block.c */
+int sg_ctl_report_flood(sg_conf_t *conf, int argc, char **argv); /* ctl_flood.c */
 int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv);   /* ctl_block.c */
 int sg_ctl_rotate(sg_conf_t *conf, int argc, char **argv);    /* ctl_block.c */
 int sg_ctl_suggest(sg_conf_t *conf, int argc, char **argv);   /* ctl_suggest.c */

@@ -392,6 +392,9 @@ int sg_ctl_report(sg_conf_t *conf, int argc, char **argv)
     struct opts o;
     int rc;
 
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--flood") == 0)
+            return sg_ctl_report_flood(conf, argc, argv);
     if (parse(argc, argv, &o, "js", "report ACCOUNT [--json] [--since 24h]") != 0)
         return EX_USAGE_;
     if ((rc = load_case(conf, &o, &store, &c, &bc)) != 0)

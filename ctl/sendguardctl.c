@@ -24,7 +24,8 @@ static const struct {
     { "reset", sg_ctl_reset, "forget an account's counters: reset ACCOUNT" },
     { "ovh", sg_ctl_ovh, "OVHcloud API: ovh check|accounts|credential" },
     { "lockdown", sg_ctl_lockdown, "hold an account's mail on every relay: lockdown ACCOUNT [--off]" },
-    { "report", sg_ctl_report, "evidence and draft answers: report ACCOUNT [--json] [--since 24h]" },
+    { "report", sg_ctl_report, "evidence and draft answers: report ACCOUNT [--json] [--since 24h]; "
+      "report --flood: implicit identities of all relays" },
     { "unblock", sg_ctl_unblock, "answer the ticket / change the legacy password: unblock ACCOUNT "
                                  "[--draft] [--answers FILE] [--yes] [--show-password]" },
     { "rotate-password", sg_ctl_rotate, "new password for an account: rotate-password ACCOUNT "

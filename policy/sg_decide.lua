@@ -7,8 +7,10 @@
 -- "now" argument, which the daemon never sends), touch a key it was not
 -- given in KEYS, or leave a key without an expiry.
 --
--- ARGV[1] is the mode: "decide", "usage" or "lock". ARGV[2] is "now" in
--- ms, or "" to use redis TIME (the only thing the daemon sends).
+-- ARGV[1] is the mode: "decide" (a configured account), "implicit" (an
+-- identity no account matches: one hash, see implicit()), "usage",
+-- "iusage" or "lock". ARGV[2] is "now" in ms, or "" to use redis TIME (the
+-- only thing the daemon sends).
 --
 -- Limit algorithm (same as the memory backend): a bucketed sliding window
 -- counting its oldest bucket whole. B = 60 buckets of width w = ceil(T/60)
@@ -485,8 +487,222 @@ local function lock()
     return 1
 end
 
+-- implicit: the decision for an implicit identity (one no configured
+-- account matches), with the same algorithm as decide, but all of it in ONE
+-- hash and nothing else: no evidence keys, no distinct zset, no warn
+-- marker. A flood of new envelope senders costs one small key each.
+-- KEYS 1 state (read only: a lockdown set by hand)  2 the identity's hash
+-- ARGV 1 "implicit" 2 now|"" 3 charge_refused 0|1
+--   4 cost messages 5 cost recipients 6 cost bytes 7 L limits 8 H hashes
+--   then L x (field prefix (IP chars), window_ms, cap_msg, cap_rcpt,
+--   cap_bytes, cap_distinct, warn_at), then H recipient hashes (hex)
+-- Fields, p the limit's prefix (a tag of its name and window, from C):
+--   p.."b"..k   "m,r,b": the units of bucket k (only buckets in use)
+--   p.."w"      warned until (ms)
+--   p.."d"..h   last seen (ms) of distinct recipient h (only with a cap)
+-- Fields of buckets that no longer count, of members past the window and
+-- of limits no longer configured are deleted when seen. Expiry: the
+-- longest T + w + 1000 ms after the last charge (it never moves earlier),
+-- which outlives every field (a bucket counts until (k+1)*w + T).
+-- returns decide's 9 values, then 1 when the identity was new (no key).
+local IP = 5
+
+local function implicit()
+    local now = now_ms()
+    local charge_refused = ARGV[3] == '1'
+    local cost = { tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]) }
+    local L, H = tonumber(ARGV[7]), tonumber(ARGV[8])
+    local hbase = 8 + 7 * L
+    local key = KEYS[2]
+    local lockdown = redis.call('HGET', KEYS[1], 'blocked') == '1'
+
+    local hashes, mine = {}, {}
+    for j = 1, H do
+        local h = ARGV[hbase + j]
+        if not mine[h] then
+            mine[h] = true
+            hashes[#hashes + 1] = h
+        end
+    end
+
+    local lim, byp, ttl = {}, {}, 0
+    for i = 1, L do
+        local a = 8 + (i - 1) * 7
+        local T = tonumber(ARGV[a + 2])
+        local w = math.ceil(T / B)
+        local x = { p = ARGV[a + 1], T = T, w = w, lo = math.floor((now - T) / w),
+                    cap = { tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]),
+                            tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]) },
+                    warn_at = tonumber(ARGV[a + 7]), sum = { 0, 0, 0 }, per = {},
+                    ks = {}, dist = {}, nd = 0, warned = 0 }
+        lim[i] = x
+        byp[x.p] = x
+        if T + w + 1000 > ttl then ttl = T + w + 1000 end
+    end
+
+    local flat = redis.call('HGETALL', key)
+    local isnew = #flat == 0
+    local stale = {}
+    for j = 1, #flat, 2 do
+        local f, v = flat[j], flat[j + 1]
+        local x = byp[string.sub(f, 1, IP)]
+        local t = string.sub(f, IP + 1, IP + 1)
+        local keep = false
+        if x ~= nil and t == 'b' then
+            local k = tonumber(string.sub(f, IP + 2))
+            local m, r, b = string.match(v, '^(%d+),(%d+),(%d+)$')
+            if k ~= nil and m ~= nil and k >= x.lo then
+                local u = { tonumber(m), tonumber(r), tonumber(b) }
+                for n = 1, 3 do x.sum[n] = x.sum[n] + u[n] end
+                x.per[k] = u
+                x.ks[#x.ks + 1] = k
+                keep = true
+            end
+        elseif x ~= nil and t == 'w' then
+            x.warned = tonumber(v) or 0
+            keep = x.warned > now
+        elseif x ~= nil and t == 'd' and x.cap[4] > 0 then
+            local seen = tonumber(v)
+            if seen ~= nil and seen >= now - x.T then
+                x.dist[string.sub(f, IP + 2)] = seen
+                x.nd = x.nd + 1
+                keep = true
+            end
+        end
+        if not keep then stale[#stale + 1] = f end
+    end
+
+    local over = nil
+    local best = { 0, 0, 0, 0 }
+    local fullest = -1
+    for i = 1, L do
+        local x = lim[i]
+        x.used = { x.sum[1], x.sum[2], x.sum[3], x.nd }
+        x.c = { cost[1], cost[2], cost[3], 0 }
+        if x.cap[4] > 0 then
+            for _, h in ipairs(hashes) do
+                if x.dist[h] == nil then x.c[4] = x.c[4] + 1 end
+            end
+        end
+        for u = 1, 4 do
+            local cap = x.cap[u]
+            if cap > 0 then
+                local used, c = x.used[u], x.c[u]
+                if over == nil and used + c > cap then
+                    local retry
+                    if c > cap or (u == 4 and #hashes > cap) then
+                        retry = 0
+                    elseif u == 4 then
+                        local seen = {}
+                        for h, s in pairs(x.dist) do
+                            if not mine[h] then seen[#seen + 1] = s end
+                        end
+                        table.sort(seen)
+                        local s = seen[used + c - cap]
+                        retry = x.T
+                        if s ~= nil then
+                            retry = s + x.T + 1 - now
+                            if retry < 1 then retry = 1 end
+                        end
+                    else
+                        retry = bucket_retry(x.per, x.ks, u, used + c - cap, x.w, x.T, now)
+                    end
+                    over = { i - 1, u - 1, used, cap, retry }
+                end
+                if over == nil and (used + c) / cap > fullest then
+                    fullest = (used + c) / cap
+                    best = { i - 1, u - 1, used + c, cap }
+                end
+            end
+        end
+    end
+
+    if #stale > 0 then
+        for j0 = 1, #stale, CHUNK do
+            redis.call('HDEL', key, unpack(stale, j0, math.min(j0 + CHUNK - 1, #stale)))
+        end
+    end
+    local warn_mask = 0
+    local charged = over == nil or charge_refused
+    if charged then
+        local set = {}
+        for i = 1, L do
+            local x = lim[i]
+            local k = math.floor(now / x.w)
+            local u = x.per[k] or { 0, 0, 0 }
+            set[#set + 1] = x.p .. 'b' .. I(k)
+            set[#set + 1] = I(u[1] + cost[1]) .. ',' .. I(u[2] + cost[2]) .. ',' ..
+                            I(u[3] + cost[3])
+            if x.cap[4] > 0 then
+                for _, h in ipairs(hashes) do
+                    set[#set + 1] = x.p .. 'd' .. h
+                    set[#set + 1] = I(now)
+                end
+            end
+            if over == nil and now >= x.warned then
+                for u2 = 1, 4 do
+                    if x.cap[u2] > 0 and x.used[u2] + x.c[u2] >= x.warn_at * x.cap[u2] then
+                        set[#set + 1] = x.p .. 'w'
+                        set[#set + 1] = I(now + x.T)
+                        warn_mask = warn_mask + 2 ^ (i - 1)
+                        break
+                    end
+                end
+            end
+        end
+        for j0 = 1, #set, 2 * CHUNK do
+            redis.call('HSET', key, unpack(set, j0, math.min(j0 + 2 * CHUNK - 1, #set)))
+        end
+        if redis.call('PTTL', key) < ttl then
+            redis.call('PEXPIRE', key, I(ttl))
+        end
+    end
+    if over ~= nil then
+        return { 1, over[1], over[2], over[3], over[4], over[5], 0,
+                 lockdown and 1 or 0, now, isnew and 1 or 0 }
+    end
+    return { 0, best[1], best[2], best[3], best[4], 0, warn_mask,
+             lockdown and 1 or 0, now, isnew and 1 or 0 }
+end
+
+-- usage of an implicit identity: KEYS 1 its hash; ARGV 1 "iusage" 2 now|""
+-- 3 L, then L x (prefix, window_ms). Returns 4 numbers per limit.
+local function iusage()
+    local now = now_ms()
+    local L = tonumber(ARGV[3])
+    local flat = redis.call('HGETALL', KEYS[1])
+    local out = {}
+    for i = 1, L do
+        local p, T = ARGV[2 + 2 * i], tonumber(ARGV[3 + 2 * i])
+        local w = math.ceil(T / B)
+        local lo = math.floor((now - T) / w)
+        local s = { 0, 0, 0, 0 }
+        for j = 1, #flat, 2 do
+            local f = flat[j]
+            if string.sub(f, 1, IP) == p then
+                local t = string.sub(f, IP + 1, IP + 1)
+                if t == 'b' then
+                    local k = tonumber(string.sub(f, IP + 2))
+                    local m, r, b = string.match(flat[j + 1], '^(%d+),(%d+),(%d+)$')
+                    if k ~= nil and m ~= nil and k >= lo then
+                        s[1] = s[1] + tonumber(m)
+                        s[2] = s[2] + tonumber(r)
+                        s[3] = s[3] + tonumber(b)
+                    end
+                elseif t == 'd' and (tonumber(flat[j + 1]) or 0) >= now - T then
+                    s[4] = s[4] + 1
+                end
+            end
+        end
+        for u = 1, 4 do out[#out + 1] = s[u] end
+    end
+    return out
+end
+
 local mode = ARGV[1]
 if mode == 'decide' then return decide() end
+if mode == 'implicit' then return implicit() end
+if mode == 'iusage' then return iusage() end
 if mode == 'usage' then return usage() end
 if mode == 'lock' then return lock() end
 return redis.error_reply('ERR sg_decide: unknown mode')

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <strings.h>
 
 #define DISTINCT_STACK 64
 
@@ -28,10 +29,111 @@ static uint64_t fnv64(const char *s, size_t n)
     return h;
 }
 
+static void strip_tag(const struct sg_settings *s, char *out)
+{
+    if (s->strip_tag && s->tag_separator) {
+        char *atp = strrchr(out, '@');
+        size_t at = atp ? (size_t)(atp - out) : strlen(out);
+        char *tag = memchr(out, s->tag_separator, at);
+
+        if (tag != NULL && tag > out)
+            memmove(tag, out + at, strlen(out + at) + 1);
+    }
+}
+
+static char *normalize(const struct sg_settings *s, const char *in, char *out, bool tag);
+
 char *sg_policy_normalize(const struct sg_settings *s, const char *in, char *out)
 {
+    return normalize(s, in, out, true);
+}
+
+/* Length of a run of characters other than '=' and '@' starting at p. */
+static size_t field(const char *p)
+{
+    return strcspn(p, "=@");
+}
+
+/* SRS0=HHH=TT=domain=local@forwarder -> local@domain; SRS1=HHH=fwd==HHH=
+ * TT=domain=local@forwarder2 -> local@domain (the separator after SRS0/1 may
+ * be '=', '+' or '-'). Anything that does not parse is left alone. */
+static void unwrap_srs(char *id)
+{
+    char *p = id, *dom, *loc, *at;
+    size_t n;
+    char buf[SG_ADDR_MAX + 1];
+
+    if (strncasecmp(p, "srs1", 4) == 0 && p[4] && strchr("=+-", p[4])) {
+        p += 5;
+        if ((n = field(p)) == 0 || p[n] != '=')          /* hash */
+            return;
+        p += n + 1;
+        if ((n = field(p)) == 0 || p[n] != '=')          /* first forwarder */
+            return;
+        p += n + 1;
+        if (*p == '\0' || strchr("=+-", *p) == NULL)    /* the SRS0 separator */
+            return;
+        p += 1;
+    } else if (strncasecmp(p, "srs0", 4) == 0 && p[4] && strchr("=+-", p[4])) {
+        p += 5;
+    } else {
+        return;
+    }
+    if ((n = field(p)) == 0 || p[n] != '=')              /* hash */
+        return;
+    p += n + 1;
+    if ((n = field(p)) == 0 || p[n] != '=')              /* timestamp */
+        return;
+    p += n + 1;
+    dom = p;
+    if ((n = field(p)) == 0 || p[n] != '=')              /* original domain */
+        return;
+    loc = p + n + 1;
+    at = strrchr(loc, '@');
+    if (at == NULL || at == loc)
+        return;
+    snprintf(buf, sizeof(buf), "%.*s@%.*s", (int)(at - loc), loc, (int)n, dom);
+    strcpy(id, buf);
+}
+
+/* prvs=TAG=local@domain -> local@domain (BATV, the tag being hex digits). */
+static void unwrap_batv(char *id)
+{
+    char *p;
+    size_t n;
+
+    if (strncasecmp(id, "prvs=", 5) != 0)
+        return;
+    p = id + 5;
+    n = strspn(p, "0123456789abcdefABCDEF");
+    if (n < 4 || n > 32 || p[n] != '=' || p[n + 1] == '@' || p[n + 1] == '\0' ||
+        strchr(p + n + 1, '@') == NULL)
+        return;
+    memmove(id, p + n + 1, strlen(p + n + 1) + 1);
+}
+
+char *sg_policy_sender(const struct sg_settings *s, const char *in, char *out)
+{
+    normalize(s, in, out, false);
+    if (strcmp(out, "<>") == 0)
+        return out;
+    if (s->srs)
+        unwrap_srs(out);
+    if (s->batv)
+        unwrap_batv(out);
+    strip_tag(s, out);
+    for (size_t i = 0; i < s->nverp; i++)
+        if (sg_policy_match(s->verp[i], out)) {
+            snprintf(out, SG_ADDR_MAX + 1, "%s", s->verp[i]);
+            break;
+        }
+    return out;
+}
+
+static char *normalize(const struct sg_settings *s, const char *in, char *out, bool tag)
+{
     const char *b = in ? in : "", *e;
-    size_t n, at;
+    size_t n;
     char *p;
 
     while (*b == ' ' || *b == '\t')
@@ -61,15 +163,8 @@ char *sg_policy_normalize(const struct sg_settings *s, const char *in, char *out
         for (p = out; *p; p++)
             if (*p >= 'A' && *p <= 'Z')
                 *p = (char)(*p - 'A' + 'a');
-    if (s->strip_tag && s->tag_separator) {
-        char *atp = strrchr(out, '@');
-        char *tag;
-
-        at = atp ? (size_t)(atp - out) : strlen(out);
-        tag = memchr(out, s->tag_separator, at);
-        if (tag != NULL && tag > out)
-            memmove(tag, out + at, strlen(out + at) + 1);
-    }
+    if (tag)
+        strip_tag(s, out);
     return out;
 }
 
@@ -266,7 +361,7 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
     const struct sg_settings *s = sg_conf_settings(conf);
     const struct sg_limit *limits;
     uint64_t stack_h[DISTINCT_STACK], *h = stack_h;
-    struct sg_charge charge = { { 0 }, NULL, 0 };
+    struct sg_charge charge = { .units = { 0 } };
     struct sg_evidence ev = { 0 };
     struct sg_store_result r;
     size_t nlimits;
@@ -281,7 +376,7 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
     if (req->auth_authen != NULL && req->auth_authen[0] != '\0')
         sg_policy_normalize(s, req->auth_authen, v->identity);
     else
-        sg_policy_normalize(s, req->envfrom, v->identity);
+        sg_policy_sender(s, req->envfrom, v->identity);
     v->acct = sg_policy_account(s, v->identity);
     snprintf(v->account, sizeof(v->account), "%s", v->acct ? v->acct->address : v->identity);
     limits = v->acct ? v->acct->limits : s->limits;
@@ -293,6 +388,8 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
      * (and suggest-limits) see the real traffic */
     charge_all = s->strict || v->allowed || observe;
 
+    charge.implicit = v->acct == NULL;
+    charge.implicit_max = (size_t)s->memory_max_identities;
     charge.units[SG_UNIT_MESSAGES] = 1;
     charge.units[SG_UNIT_RECIPIENTS] = req->nrcpts;
     charge.units[SG_UNIT_BYTES] = req->size;
@@ -325,15 +422,17 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
     ev.relay = req->relay;
 
     t0 = mono_ms();
-    if (sg_store_decide(primary, v->account, limits, nlimits, &charge, &ev,
-                        charge_all, &r) == 0 && r.status != SG_STORE_ERROR)
+    if (sg_store_decide_flood(primary, v->account, limits, nlimits, &charge, &ev, charge_all,
+                              (unsigned)s->flood_threshold, &r) == 0 &&
+        r.status != SG_STORE_ERROR)
         v->store_ms = mono_ms() - t0;
     else {
         v->store_error = true;
         used_store = NULL;
         if (s->store_on_error == SG_ON_ERROR_ACCEPT && fallback != NULL &&
-            sg_store_decide(fallback, v->account, limits, nlimits, &charge, &ev,
-                            charge_all, &r) == 0 && r.status != SG_STORE_ERROR)
+            sg_store_decide_flood(fallback, v->account, limits, nlimits, &charge, &ev,
+                                  charge_all, (unsigned)s->flood_threshold,
+                                  &r) == 0 && r.status != SG_STORE_ERROR)
             used_store = fallback;
     }
     if (h != stack_h)
@@ -348,6 +447,8 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
         return;
     }
     v->store = sg_store_name(used_store);
+    if (r.overflow)                        /* what was charged: the shared account */
+        snprintf(v->account, sizeof(v->account), "%s", SG_STORE_OVERFLOW_ACCOUNT);
     if (nlimits > 0 && r.limit < nlimits) {
         v->limit = &limits[r.limit];
         v->unit = r.unit;

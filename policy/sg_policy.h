@@ -59,6 +59,14 @@ struct sg_verdict {
  * hash so distinct inputs stay distinct. Returns out. */
 char *sg_policy_normalize(const struct sg_settings *s, const char *in, char *out);
 
+/* The identity of an envelope sender: sg_policy_normalize, and before the
+ * +tag is stripped, the rewrites that make senders unique undone when
+ * enabled: SRS0/SRS1 (identity.srs) give the original sender, BATV
+ * "prvs=TAG=local@domain" (identity.batv) gives local@domain; then an
+ * identity matching an identity.verp pattern becomes that pattern (all of
+ * a list's VERP bounces are one identity). Returns out. */
+char *sg_policy_sender(const struct sg_settings *s, const char *in, char *out);
+
 /* Pattern match: "*@domain", "user@*", "*", exact address or login. */
 bool sg_policy_match(const char *pattern, const char *identity);
 

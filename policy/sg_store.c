@@ -7,6 +7,10 @@
 #include "sg_store.h"
 #include "sg_store_backend.h"
 #include "sg_store_redis.h"
+#include "sg_log.h"
+#include "sg_topk.h"
+
+#include <pthread.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +21,64 @@ struct sg_store {
     const struct sg_store_ops *ops;
     void *be;
 };
+
+/* The flood log: new implicit identities per FLOOD_WINDOW_S on this relay,
+ * with the client IP and mailer they came from most. When a window's
+ * count reaches identity.flood_threshold, one warning (so at most one per
+ * window: an ongoing flood logs once every 10 minutes). */
+#define FLOOD_WINDOW_S 600
+
+static struct {
+    pthread_mutex_t mu;
+    uint64_t start_ms, fresh, overflow;
+    bool logged;
+    struct sg_topk ip, mailer;
+} flood = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+void sg_store_flood_note(uint64_t now_ms, bool fresh, bool overflow, const char *ip,
+                         const char *mailer, unsigned threshold)
+{
+    uint64_t n = 0, ov = 0, mins = 0;
+    char tip[SG_TOPK_LEN] = "-", tmua[SG_TOPK_LEN] = "-";
+    bool log = false;
+    int i;
+
+    if (!fresh && !overflow)
+        return;
+    pthread_mutex_lock(&flood.mu);
+    if (flood.start_ms == 0 || now_ms < flood.start_ms ||
+        now_ms - flood.start_ms >= FLOOD_WINDOW_S * 1000u) {
+        flood.fresh = flood.overflow = 0;
+        flood.logged = false;
+        memset(&flood.ip, 0, sizeof(flood.ip));
+        memset(&flood.mailer, 0, sizeof(flood.mailer));
+        flood.start_ms = now_ms;
+    }
+    flood.fresh += fresh;
+    flood.overflow += overflow;
+    sg_topk_add(&flood.ip, ip && ip[0] ? ip : "(none)", 1);
+    sg_topk_add(&flood.mailer, mailer && mailer[0] ? mailer : "(none)", 1);
+    if (threshold > 0 && !flood.logged && flood.fresh + flood.overflow >= threshold) {
+        flood.logged = log = true;
+        n = flood.fresh;
+        ov = flood.overflow;
+        mins = (now_ms - flood.start_ms + 59999) / 60000;
+        if ((i = sg_topk_max(&flood.ip)) >= 0)
+            memcpy(tip, flood.ip.v[i], sizeof(tip));
+        if ((i = sg_topk_max(&flood.mailer)) >= 0)
+            memcpy(tmua, flood.mailer.v[i], sizeof(tmua));
+    }
+    pthread_mutex_unlock(&flood.mu);
+    if (log) {
+        char e1[SG_TOPK_LEN * 4], e2[SG_TOPK_LEN * 4];
+
+        sg_log(LOG_WARNING, "flood: %llu new implicit identities in the last %llum "
+               "(top ip=%s, mailer=%s)%s; sendguardctl report --flood shows more",
+               (unsigned long long)(n + ov), (unsigned long long)(mins ? mins : 1),
+               sg_log_esc(e1, sizeof(e1), tip), sg_log_esc(e2, sizeof(e2), tmua),
+               ov ? " some past store.memory.max_identities (overflow account)" : "");
+    }
+}
 
 uint64_t sg_clock_realtime_ms(void *ctx)
 {
@@ -89,6 +151,21 @@ int sg_store_decide(sg_store_t *st, const char *account,
                            charge_refused, out);
 }
 
+int sg_store_decide_flood(sg_store_t *st, const char *account,
+                          const struct sg_limit *limits, size_t nlimits,
+                          const struct sg_charge *charge,
+                          const struct sg_evidence *ev, bool charge_refused,
+                          unsigned flood_threshold, struct sg_store_result *out)
+{
+    int rc = sg_store_decide(st, account, limits, nlimits, charge, ev, charge_refused, out);
+
+    if (rc == 0 && charge->implicit)
+        sg_store_flood_note(sg_clock_realtime_ms(NULL), out->new_identity, out->overflow,
+                            ev ? ev->client_ip : NULL, ev ? ev->mailer : NULL,
+                            flood_threshold);
+    return rc;
+}
+
 int sg_store_usage(sg_store_t *st, const char *account,
                    const struct sg_limit *limits, size_t nlimits,
                    struct sg_usage *usage)
@@ -126,6 +203,12 @@ int sg_store_evidence_json(sg_store_t *st, const char *account, char **json_out)
 {
     *json_out = NULL;
     return st->ops->evidence_json(st->be, account, json_out);
+}
+
+int sg_store_flood_json(sg_store_t *st, unsigned hours, char **json_out)
+{
+    *json_out = NULL;
+    return st->ops->flood_json ? st->ops->flood_json(st->be, hours, json_out) : -1;
 }
 
 int sg_store_held_add(sg_store_t *st, const char *account, const char *relay, const char *qid)

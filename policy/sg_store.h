@@ -35,6 +35,13 @@ struct sg_charge {
     uint64_t units[SG_UNIT_COUNT];
     const uint64_t *rcpt_hashes;
     size_t nrcpt_hashes;
+    /* An implicit identity (no configured account matched): it costs what
+     * it uses (Redis: one hash, no evidence keys, counted in the relay-wide
+     * flood summary instead; memory: sparse buckets, and past
+     * implicit_max identities a new one is charged to the shared overflow
+     * account). implicit_max 0 = the memory store's own default. */
+    bool implicit;
+    size_t implicit_max;
 };
 
 /* Who sent what, recorded with each decided message (Redis backend; the
@@ -67,7 +74,13 @@ struct sg_store_result {
     uint64_t retry_after_ms;      /* OVER: when the charge would fit again */
     uint32_t warn_mask;           /* bit i: limit i crossed its warn_at, first time this window */
     bool lockdown;                /* account state says blocked: apply on_block */
+    bool new_identity;            /* implicit: first message of this identity (no state) */
+    bool overflow;                /* implicit: charged to the overflow account (memory bound) */
 };
+
+/* The account new implicit identities share once the memory store holds
+ * store.memory.max_identities of them. */
+#define SG_STORE_OVERFLOW_ACCOUNT "(overflow)"
 
 /* Usage of one limit, per unit, for status output. */
 struct sg_usage {
@@ -99,11 +112,35 @@ const char *sg_store_name(const sg_store_t *st);
 bool sg_store_records_evidence(const sg_store_t *st);
 
 /* The whole decision for one message of one account, atomically. */
+/* The memory store's default bound on implicit identities, from the
+ * machine's physical memory (see sendguard.conf(5)). */
+size_t sg_store_memory_default_max(void);
+
+/* The relay-wide summary of implicit identities (Redis only) for the last
+ * `hours` hours, as a malloc'd JSON object (free() it): "hours" [{"hour":
+ * unix hour, "messages", "refused", "identities" (estimated distinct)}],
+ * "identities", "ips", "mailers": [{"value", "count"}] (top, counts are
+ * upper bounds), "top_k". 0, or -1 (memory store, or a store error). */
+int sg_store_flood_json(sg_store_t *st, unsigned hours, char **json_out);
+
 int sg_store_decide(sg_store_t *st, const char *account,
                     const struct sg_limit *limits, size_t nlimits,
                     const struct sg_charge *charge,
                     const struct sg_evidence *ev, bool charge_refused,
                     struct sg_store_result *out);
+
+/* sg_store_decide, and for an implicit identity, count it for the flood
+ * log line ("flood: N new implicit identities in the last 10m (top ip=...,
+ * mailer=...)", warning, once per 10 minutes when N >= flood_threshold;
+ * 0 = never). */
+int sg_store_decide_flood(sg_store_t *st, const char *account,
+                          const struct sg_limit *limits, size_t nlimits,
+                          const struct sg_charge *charge,
+                          const struct sg_evidence *ev, bool charge_refused,
+                          unsigned flood_threshold, struct sg_store_result *out);
+/* The flood log's counter itself (tests drive it with their own clock). */
+void sg_store_flood_note(uint64_t now_ms, bool fresh, bool overflow, const char *ip,
+                         const char *mailer, unsigned threshold);
 
 /* Current usage of each limit (usage[i] for limits[i]); 0 or -1. */
 int sg_store_usage(sg_store_t *st, const char *account,

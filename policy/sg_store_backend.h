@@ -25,6 +25,7 @@ struct sg_store_ops {
     int (*held_list)(void *be, const char *account, const char *relay, char ***qids, size_t *n);
     int (*held_del)(void *be, const char *account, const char *relay,
                     const char *const *qids, size_t n);
+    int (*flood_json)(void *be, unsigned hours, char **json_out);   /* NULL: none */
     void (*close)(void *be);
 };
 

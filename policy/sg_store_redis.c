@@ -29,6 +29,20 @@
  *   P{H}:ev:ip, :ev:ipfirst, :ev:mua, :ev:muafirst, :ev:dom, :ev:fromx,
  *   :ev:recent, :ev:hour        evidence (7 days; hour: 15 days, per-hour counts)
  *   P lock:<name>               leader locks (sg_store_redis_lock)
+ * An implicit identity (no configured account matches it) has ONE key:
+ *   P{H}:i                      hash: every limit's windows, fields only
+ *                               for buckets in use (see sg_decide.lua,
+ *                               "implicit"); expires T + w + 1 s after its
+ *                               last charge
+ * and is counted, instead of evidence keys, in a summary of all relays,
+ * bounded whatever the number of identities (hash tag "{flood}", 25 h):
+ *   P{flood}:n:<hour>  hash: messages, new (identities that had no key)
+ *   P{flood}:id:<hour>, :ip:<hour>, :mua:<hour>  zsets: the top FLOOD_TOP_K
+ *                      (counts are lower bounds: what was certainly seen)
+ * Each relay adds up its own in memory (sg_topk) and writes it every
+ * FLOOD_FLUSH_MS in one pipeline of plain commands (not per message).
+ * Every minute (on the decision path) INFO tells whether Redis evicted
+ * keys: logged as a warning, since lost counters weaken the caps.
  *
  * Must not: log secrets, block longer than the configured timeouts, or
  * share a hiredis context between threads.
@@ -36,6 +50,7 @@
 #include "sg_store_redis.h"
 #include "sg_decide_lua.h"
 #include "sg_log.h"
+#include "sg_topk.h"
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -59,6 +74,11 @@
 #define BREAKER_MAX_MS 500
 #define DECIDE_FIXED_KEYS 10
 #define DECIDE_FIXED_ARGS 21
+#define LIMIT_TAG_LEN 5           /* field prefix of a limit in an implicit hash */
+#define FLOOD_TOP_K 100           /* members of each hourly top list */
+#define FLOOD_TTL_MS (25ULL * 3600 * 1000)
+#define FLOOD_FLUSH_MS 10000
+#define EVICT_CHECK_MS 60000
 
 /* What a job on one connection came to. */
 enum job_rc {
@@ -99,6 +119,16 @@ struct sg_store_redis {
     uint64_t retry_at, backoff, down_since;
     long logstamp;
     int64_t test_now;             /* < 0: redis TIME */
+    uint64_t evict_next;          /* mono ms of the next INFO check; 0 = at once */
+    long long evicted;            /* evicted_keys at the last check, -1 = unknown */
+    bool evict_checking;
+    bool policy_warned;
+    /* the flood summary not yet written (guarded by mu) */
+    struct flood_agg {
+        uint64_t hour, messages, fresh;
+        struct sg_topk top[3];    /* identities, client IPs, mailers */
+    } agg;
+    uint64_t agg_next;            /* mono ms of the next write */
 };
 
 struct conn {
@@ -943,6 +973,7 @@ struct sg_store_redis *sg_store_redis_open(const struct sg_redis_settings *rs,
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->freed, NULL);
     r->test_now = -1;
+    r->evicted = -1;
     r->backoff = BREAKER_MIN_MS;
     if (strchr(prefix, '{') != NULL || strchr(prefix, '}') != NULL) {
         snprintf(err, errlen, "store.redis.prefix: must not contain '{' or '}'");
@@ -999,10 +1030,13 @@ fail:
     return NULL;
 }
 
+static void flood_flush(struct sg_store_redis *r, bool force);
+
 void sg_store_redis_close(struct sg_store_redis *r)
 {
     if (r == NULL)
         return;
+    flood_flush(r, true);
     for (size_t i = 0; i < r->nidle; i++)
         redisFree(r->idle[i]);
     for (size_t i = 0; i < r->nsent; i++)
@@ -1036,6 +1070,7 @@ void sg_store_redis_test_set_now(struct sg_store_redis *r, int64_t now_ms)
 
 struct decide_job {
     struct args a;
+    bool implicit;
     size_t nlimits;
     struct sg_store_result *out;
 };
@@ -1072,6 +1107,7 @@ static enum job_rc decide_job(struct sg_store_redis *r, redisContext *c, void *a
     out->retry_after_ms = rep_u64(rep->element[5]);
     out->warn_mask = (uint32_t)rep_u64(rep->element[6]);
     out->lockdown = rep_u64(rep->element[7]) != 0;
+    out->new_identity = j->implicit && rep->elements >= 10 && rep_u64(rep->element[9]) != 0;
     if (out->limit >= j->nlimits && j->nlimits > 0)
         out->limit = 0;
     if ((unsigned)out->unit >= SG_UNIT_COUNT)
@@ -1079,6 +1115,106 @@ static enum job_rc decide_job(struct sg_store_redis *r, redisContext *c, void *a
     freeReplyObject(rep);
     return J_OK;
 }
+
+/* A LIMIT_TAG_LEN-character tag of each limit (its name and window), the
+ * prefix of its fields in an implicit identity's hash; distinct among the
+ * limits given, the same for the same limits. */
+static void limit_tags(const struct sg_limit *limits, size_t n,
+                       char tags[][LIMIT_TAG_LEN + 1])
+{
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+
+    for (size_t i = 0; i < n; i++) {
+        const char *name = limits[i].name ? limits[i].name : "";
+        for (unsigned salt = 0;; salt++) {
+            char win[48];
+            uint64_t h = 1469598103934665603ULL;
+            size_t j, wl = (size_t)snprintf(win, sizeof(win), ":%" PRIu64 ":%u",
+                                            limits[i].window_ms, salt);
+
+            for (const char *p = name; *p; p++)
+                h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+            for (size_t k = 0; k < wl; k++)
+                h = (h ^ (unsigned char)win[k]) * 1099511628211ULL;
+            for (int k = 0; k < LIMIT_TAG_LEN; k++) {
+                tags[i][k] = digits[h % 36];
+                h /= 36;
+            }
+            tags[i][LIMIT_TAG_LEN] = '\0';
+            for (j = 0; j < i && strcmp(tags[j], tags[i]) != 0; j++)
+                ;
+            if (j == i)
+                break;
+        }
+    }
+}
+
+static uint64_t wall_ms(const struct sg_store_redis *r)
+{
+    struct timespec ts;
+
+    if (r->test_now >= 0)
+        return (uint64_t)r->test_now;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void flood_count(struct sg_store_redis *r, const char *identity, const char *ip,
+                        const char *mailer, bool fresh);
+
+static int decide_implicit(struct sg_store_redis *r, const char *account,
+                           const struct sg_limit *limits, size_t nlimits,
+                           const struct sg_charge *charge, const struct sg_evidence *ev,
+                           bool charge_refused, struct sg_store_result *out)
+{
+    struct decide_job j = { .nlimits = nlimits, .out = out, .implicit = true };
+    struct args *a = &j.a;
+    char tag[41], tags[SG_STORE_MAX_LIMITS][LIMIT_TAG_LEN + 1];
+    int rc;
+
+    account_tag(tag, account);
+    limit_tags(limits, nlimits, tags);
+    args_eval_head(a, r, 2);
+    args_key(a, r, tag, "state", NULL, 0);
+    args_key(a, r, tag, "i", NULL, 0);
+    args_addz(a, "implicit");
+    args_now(a, r);
+    args_addz(a, charge_refused ? "1" : "0");
+    args_u64(a, charge->units[SG_UNIT_MESSAGES]);
+    args_u64(a, charge->units[SG_UNIT_RECIPIENTS]);
+    args_u64(a, charge->units[SG_UNIT_BYTES]);
+    args_u64(a, nlimits);
+    args_u64(a, charge->rcpt_hashes ? charge->nrcpt_hashes : 0);
+    for (size_t i = 0; i < nlimits; i++) {
+        const struct sg_limit *l = &limits[i];
+        double warn_at = l->warn_at > 0 && l->warn_at <= 1 ? l->warn_at : 1.0;
+
+        args_addz(a, tags[i]);
+        args_u64(a, l->window_ms ? l->window_ms : 1);
+        for (int u = 0; u < SG_UNIT_COUNT; u++)
+            args_u64(a, l->cap[u]);
+        args_fmt(a, "%.6f", warn_at);
+    }
+    for (size_t i = 0; charge->rcpt_hashes && i < charge->nrcpt_hashes; i++)
+        args_fmt(a, "%016" PRIx64, charge->rcpt_hashes[i]);
+
+    if (a->oom) {
+        args_free(a);
+        return -1;
+    }
+    rc = run(r, decide_job, &j);
+    args_free(a);
+    if (rc < 0) {
+        memset(out, 0, sizeof(*out));
+        out->status = SG_STORE_ERROR;
+        return rc;
+    }
+    flood_count(r, ev->identity ? ev->identity : account, ev->client_ip, ev->mailer,
+                out->new_identity);
+    return rc;
+}
+
+static void evict_check(struct sg_store_redis *r);
 
 int sg_store_redis_decide(struct sg_store_redis *r, const char *account,
                           const struct sg_limit *limits, size_t nlimits,
@@ -1103,6 +1239,9 @@ int sg_store_redis_decide(struct sg_store_redis *r, const char *account,
         return -1;
     if (ev == NULL)
         ev = &none;
+    evict_check(r);
+    if (charge->implicit)
+        return decide_implicit(r, account, limits, nlimits, charge, ev, charge_refused, out);
     account_tag(tag, account);
 
     args_eval_head(a, r, DECIDE_FIXED_KEYS + 3 * nlimits);
@@ -1229,6 +1368,35 @@ int sg_store_redis_usage(struct sg_store_redis *r, const char *account,
     }
     rc = run(r, usage_job, &j);
     args_free(&j.a);
+    if (rc < 0)
+        return rc;
+    {
+        /* the same account may have been implicit: its one hash too */
+        struct sg_usage iu[SG_STORE_MAX_LIMITS];
+        struct usage_job k = { .nlimits = nlimits, .usage = iu };
+        char tags[SG_STORE_MAX_LIMITS][LIMIT_TAG_LEN + 1];
+
+        memset(iu, 0, sizeof(iu));
+        limit_tags(limits, nlimits, tags);
+        args_eval_head(&k.a, r, 1);
+        args_key(&k.a, r, tag, "i", NULL, 0);
+        args_addz(&k.a, "iusage");
+        args_now(&k.a, r);
+        args_u64(&k.a, nlimits);
+        for (size_t i = 0; i < nlimits; i++) {
+            args_addz(&k.a, tags[i]);
+            args_u64(&k.a, limits[i].window_ms ? limits[i].window_ms : 1);
+        }
+        if (k.a.oom) {
+            args_free(&k.a);
+            return -1;
+        }
+        rc = run(r, usage_job, &k);
+        args_free(&k.a);
+        for (size_t i = 0; rc == 0 && i < nlimits; i++)
+            for (int u = 0; u < SG_UNIT_COUNT; u++)
+                usage[i].used[u] += iu[i].used[u];
+    }
     return rc;
 }
 
@@ -1242,7 +1410,7 @@ struct reset_job {
 static bool counter_key(const char *rest)
 {
     return strncmp(rest, "w:", 2) == 0 || strncmp(rest, "d:", 2) == 0 ||
-           strncmp(rest, "warn:", 5) == 0;
+           strncmp(rest, "warn:", 5) == 0 || strcmp(rest, "i") == 0;
 }
 
 static enum job_rc reset_job(struct sg_store_redis *r, redisContext *c, void *arg,
@@ -1808,4 +1976,345 @@ int sg_store_redis_held_del(struct sg_store_redis *r, const char *account, const
                             const char *const *qids, size_t n)
 {
     return held_run(r, account, relay, "SREM", qids, n, false, NULL);
+}
+
+/* --- eviction watch -------------------------------------------------------- */
+
+struct info_job {
+    long long evicted, maxmemory, used;
+    char policy[64];
+};
+
+static long long info_num(const char *info, const char *name)
+{
+    const char *p = strstr(info, name);
+
+    return p ? strtoll(p + strlen(name), NULL, 10) : -1;
+}
+
+static enum job_rc info_job(struct sg_store_redis *r, redisContext *c, void *arg,
+                            char *err, size_t errlen)
+{
+    struct info_job *j = arg;
+    enum job_rc rc = J_OK;
+    redisReply *rep = commandv(c, &rc, 1, "INFO");
+    const char *p;
+
+    (void)r;
+    if (rep == NULL)
+        return rc;
+    if (rep->type != REDIS_REPLY_STRING) {
+        snprintf(err, errlen, "info: %s", rep->type == REDIS_REPLY_ERROR ? rep->str : "?");
+        freeReplyObject(rep);
+        return J_ERR;
+    }
+    j->evicted = info_num(rep->str, "\nevicted_keys:");
+    j->maxmemory = info_num(rep->str, "\nmaxmemory:");
+    j->used = info_num(rep->str, "\nused_memory:");
+    p = strstr(rep->str, "\nmaxmemory_policy:");
+    if (p != NULL)
+        sscanf(p + 18, "%63[a-z-]", j->policy);
+    freeReplyObject(rep);
+    return J_OK;
+}
+
+/* Once a minute, on the decision path: did Redis evict keys since the last
+ * look? Lost window keys undercount (the caps then let more through), lost
+ * state forgets a lockdown: worth a warning each time it happens. */
+static void evict_check(struct sg_store_redis *r)
+{
+    struct info_job j = { .evicted = -1 };
+    uint64_t now = mono_ms();
+    long long before;
+
+    pthread_mutex_lock(&r->mu);
+    if (r->evict_checking || r->open || now < r->evict_next) {
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
+    r->evict_checking = true;
+    r->evict_next = now + EVICT_CHECK_MS;
+    pthread_mutex_unlock(&r->mu);
+
+    if (run(r, info_job, &j) == 0 && j.evicted >= 0) {
+        if (j.maxmemory > 0 && strncmp(j.policy, "allkeys-", 8) == 0 && !r->policy_warned) {
+            r->policy_warned = true;
+            sg_log(LOG_WARNING, "store=redis maxmemory_policy=%s maxmemory=%lld: Redis may "
+                   "evict any key, sendguard's counters and account state included; use "
+                   "volatile-ttl (or noeviction) with enough maxmemory (README: Redis memory)",
+                   j.policy, j.maxmemory);
+        }
+        pthread_mutex_lock(&r->mu);
+        before = r->evicted;
+        r->evicted = j.evicted;
+        pthread_mutex_unlock(&r->mu);
+        if (before >= 0 && j.evicted > before)
+            sg_log(LOG_WARNING, "store=redis event=evicted evicted_keys=%lld "
+                   "maxmemory_policy=%s used_memory=%lld maxmemory=%lld: Redis evicted keys "
+                   "in the last minute, maybe sendguard's (its counters then undercount): "
+                   "raise maxmemory (README: Redis memory)",
+                   j.evicted - before, j.policy[0] ? j.policy : "?", j.used, j.maxmemory);
+    }
+    pthread_mutex_lock(&r->mu);
+    r->evict_checking = false;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* --- the flood summary -------------------------------------------------------- */
+
+#define FLOOD_MAX_HOURS 48
+#define FLOOD_SHOW 10
+
+static const char *const flood_z[3] = { "id", "ip", "mua" };
+
+struct flush_job {
+    struct flood_agg agg;
+};
+
+/* One pipeline: the counters and the three top lists of the hour, each
+ * trimmed back to FLOOD_TOP_K members, every key with its expiry. */
+static enum job_rc flush_job(struct sg_store_redis *r, redisContext *c, void *arg,
+                             char *err, size_t errlen)
+{
+    struct flush_job *j = arg;
+    const struct flood_agg *g = &j->agg;
+    char k[600];
+    size_t sent = 0;
+    enum job_rc rc = J_OK;
+
+    snprintf(k, sizeof(k), "%s{flood}:n:%" PRIu64, r->prefix, g->hour);
+    redisAppendCommand(c, "HINCRBY %s messages %" PRIu64, k, g->messages);
+    redisAppendCommand(c, "HINCRBY %s new %" PRIu64, k, g->fresh);
+    redisAppendCommand(c, "PEXPIRE %s %" PRIu64, k, (uint64_t)FLOOD_TTL_MS);
+    sent += 3;
+    for (int z = 0; z < 3; z++) {
+        const struct sg_topk *t = &g->top[z];
+
+        if (t->len == 0)
+            continue;
+        snprintf(k, sizeof(k), "%s{flood}:%s:%" PRIu64, r->prefix, flood_z[z], g->hour);
+        /* what each value was certainly seen (a lower bound): a flood of
+         * distinct values then shows counts of 1, not inherited ones */
+        for (size_t i = 0; i < t->len; i++)
+            redisAppendCommand(c, "ZINCRBY %s %" PRIu64 " %s", k, t->n[i] - t->err[i], t->v[i]);
+        redisAppendCommand(c, "ZREMRANGEBYRANK %s 0 %d", k, -(FLOOD_TOP_K + 1));
+        redisAppendCommand(c, "PEXPIRE %s %" PRIu64, k, (uint64_t)FLOOD_TTL_MS);
+        sent += t->len + 2;
+    }
+    for (size_t i = 0; i < sent; i++) {
+        void *p = NULL;
+        if (redisGetReply(c, &p) != REDIS_OK || p == NULL)
+            return i == 0 && c->err == REDIS_ERR_EOF ? J_IO_RETRY : J_IO;
+        if (((redisReply *)p)->type == REDIS_REPLY_ERROR && rc == J_OK) {
+            snprintf(err, errlen, "flood summary: %s", ((redisReply *)p)->str);
+            rc = J_ERR;
+        }
+        freeReplyObject(p);
+    }
+    return rc;
+}
+
+/* The counts so far, for a flush_job; the next ones start from zero.
+ * Called with mu held; NULL if there is nothing (or no memory). */
+static struct flush_job *flood_take(struct sg_store_redis *r, uint64_t now)
+{
+    struct flush_job *j = NULL;
+
+    if (r->agg.messages > 0 && (j = malloc(sizeof(*j))) != NULL)
+        j->agg = r->agg;
+    memset(&r->agg, 0, sizeof(r->agg));
+    r->agg_next = now + FLOOD_FLUSH_MS;
+    return j;
+}
+
+static void flood_write(struct sg_store_redis *r, struct flush_job *j)
+{
+    if (j != NULL)
+        run(r, flush_job, j);     /* best effort: a summary, not a counter */
+    free(j);
+}
+
+/* Write what was counted now (report, close). Called without mu held. */
+static void flood_flush(struct sg_store_redis *r, bool force)
+{
+    struct flush_job *j = NULL;
+    uint64_t now = mono_ms();
+
+    pthread_mutex_lock(&r->mu);
+    if (force || now >= r->agg_next)
+        j = flood_take(r, now);
+    pthread_mutex_unlock(&r->mu);
+    flood_write(r, j);
+}
+
+/* Count one decision of an implicit identity; every FLOOD_FLUSH_MS (and
+ * when the hour turns, so that an hour's counts go to that hour) the
+ * thread that notices writes the counts. */
+static void flood_count(struct sg_store_redis *r, const char *identity, const char *ip,
+                        const char *mailer, bool fresh)
+{
+    uint64_t hour = wall_ms(r) / 3600000u, now = mono_ms();
+    struct flush_job *old = NULL, *due = NULL;
+
+    pthread_mutex_lock(&r->mu);
+    if (r->agg.messages > 0 && r->agg.hour != hour)
+        old = flood_take(r, now);
+    if (r->agg.messages == 0) {
+        r->agg.hour = hour;
+        if (r->agg_next == 0)
+            r->agg_next = now + FLOOD_FLUSH_MS;
+    }
+    r->agg.messages++;
+    r->agg.fresh += fresh;
+    sg_topk_add(&r->agg.top[0], identity, 1);
+    sg_topk_add(&r->agg.top[1], ip && ip[0] ? ip : "(none)", 1);
+    sg_topk_add(&r->agg.top[2], mailer && mailer[0] ? mailer : "(none)", 1);
+    if (now >= r->agg_next)
+        due = flood_take(r, now);
+    pthread_mutex_unlock(&r->mu);
+    flood_write(r, old);
+    flood_write(r, due);
+}
+
+struct flood_job {
+    uint64_t hour;                /* the newest */
+    unsigned hours;
+    redisReply *rep[FLOOD_MAX_HOURS * 4];
+    size_t nrep;
+};
+
+static enum job_rc flood_job(struct sg_store_redis *r, redisContext *c, void *arg,
+                             char *err, size_t errlen)
+{
+    struct flood_job *j = arg;
+    size_t sent = 0;
+
+    for (unsigned i = 0; i < j->hours; i++) {
+        uint64_t h = j->hour - i;
+        char k[600];
+
+        snprintf(k, sizeof(k), "%s{flood}:n:%" PRIu64, r->prefix, h);
+        if (redisAppendCommand(c, "HGETALL %s", k) != REDIS_OK)
+            return J_IO;
+        for (int z = 0; z < 3; z++) {
+            snprintf(k, sizeof(k), "%s{flood}:%s:%" PRIu64, r->prefix, flood_z[z], h);
+            if (redisAppendCommand(c, "ZRANGE %s 0 -1 WITHSCORES", k) != REDIS_OK)
+                return J_IO;
+        }
+        sent += 4;
+    }
+    for (size_t i = 0; i < sent; i++) {
+        void *p = NULL;
+        if (redisGetReply(c, &p) != REDIS_OK || p == NULL)
+            return i == 0 && c->err == REDIS_ERR_EOF ? J_IO_RETRY : J_IO;
+        j->rep[j->nrep++] = p;
+    }
+    for (size_t i = 0; i < j->nrep; i++)
+        if (j->rep[i]->type != REDIS_REPLY_ARRAY) {
+            snprintf(err, errlen, "flood: %s",
+                     j->rep[i]->type == REDIS_REPLY_ERROR ? j->rep[i]->str : "?");
+            return J_ERR;
+        }
+    return J_OK;
+}
+
+static int cmp_count_desc(const void *a, const void *b)
+{
+    json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "count"));
+    json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "count"));
+
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* {value: summed count} -> [{value, count}] sorted, the first FLOOD_SHOW. */
+static json_t *top_list(json_t *sum)
+{
+    json_t *arr = json_array(), *out = json_array(), **v;
+    const char *k;
+    json_t *n;
+    size_t len;
+
+    json_object_foreach(sum, k, n)
+        json_array_append_new(arr, json_pack("{s:s,s:I}", "value", k, "count",
+                                             json_integer_value(n)));
+    len = json_array_size(arr);
+    v = calloc(len + 1, sizeof(*v));
+    for (size_t i = 0; v != NULL && i < len; i++)
+        v[i] = json_array_get(arr, i);
+    if (v != NULL) {
+        qsort(v, len, sizeof(*v), cmp_count_desc);
+        for (size_t i = 0; i < len && i < FLOOD_SHOW; i++)
+            json_array_append(out, v[i]);
+    }
+    free(v);
+    json_decref(arr);
+    return out;
+}
+
+int sg_store_redis_flood_json(struct sg_store_redis *r, unsigned hours, char **json_out)
+{
+    struct flood_job *j = calloc(1, sizeof(*j));
+    json_t *root = NULL, *hl, *sums[3];
+    static const char *const names[3] = { "identities", "ips", "mailers" };
+    json_int_t tm = 0, tn = 0;
+    int rc = -1;
+
+    *json_out = NULL;
+    if (j == NULL)
+        return -1;
+    flood_flush(r, true);
+    j->hours = hours < 1 ? 1 : hours > FLOOD_MAX_HOURS ? FLOOD_MAX_HOURS : hours;
+    j->hour = wall_ms(r) / 3600000u;
+    if (run(r, flood_job, j) < 0)
+        goto out;
+    root = json_object();
+    hl = json_array();
+    for (int z = 0; z < 3; z++)
+        sums[z] = json_object();
+    for (unsigned i = 0; i < j->hours; i++) {
+        redisReply **rp = &j->rep[4 * i];
+        json_int_t msgs = 0, fresh = 0;
+
+        for (size_t f = 0; f + 1 < rp[0]->elements; f += 2) {
+            if (strcmp(rp[0]->element[f]->str, "messages") == 0)
+                msgs = rep_int(rp[0]->element[f + 1]);
+            else if (strcmp(rp[0]->element[f]->str, "new") == 0)
+                fresh = rep_int(rp[0]->element[f + 1]);
+        }
+        tm += msgs;
+        tn += fresh;
+        if (msgs > 0)
+            json_array_append_new(hl, json_pack("{s:I,s:I,s:I}", "hour",
+                                                (json_int_t)(j->hour - i), "messages", msgs,
+                                                "new", fresh));
+        for (int z = 0; z < 3; z++) {
+            const redisReply *zr = rp[1 + z];
+            for (size_t m = 0; m + 1 < zr->elements; m += 2) {
+                char buf[1024];
+                json_t *cur;
+
+                utf8_clean(buf, sizeof(buf), zr->element[m]->str, zr->element[m]->len);
+                cur = json_object_get(sums[z], buf);
+                json_object_set_new(sums[z], buf, json_integer(
+                    (cur ? json_integer_value(cur) : 0) +
+                    (json_int_t)strtoll(zr->element[m + 1]->str, NULL, 10)));
+            }
+        }
+    }
+    json_object_set_new(root, "hours", hl);
+    json_object_set_new(root, "messages", json_integer(tm));
+    json_object_set_new(root, "new", json_integer(tn));
+    json_object_set_new(root, "top_k", json_integer(FLOOD_TOP_K));
+    for (int z = 0; z < 3; z++) {
+        json_object_set_new(root, names[z], top_list(sums[z]));
+        json_decref(sums[z]);
+    }
+    *json_out = json_dumps(root, JSON_COMPACT);
+    rc = *json_out != NULL ? 0 : -1;
+out:
+    json_decref(root);
+    for (size_t i = 0; i < j->nrep; i++)
+        freeReplyObject(j->rep[i]);
+    free(j);
+    return rc;
 }

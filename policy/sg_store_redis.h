@@ -43,6 +43,7 @@ int sg_store_redis_lock(struct sg_store_redis *r, const char *name,
                         const char *owner, uint64_t ttl_ms);
 int sg_store_redis_evidence_json(struct sg_store_redis *r, const char *account,
                                  char **json_out);
+int sg_store_redis_flood_json(struct sg_store_redis *r, unsigned hours, char **json_out);
 int sg_store_redis_held_add(struct sg_store_redis *r, const char *account, const char *relay,
                             const char *qid);
 int sg_store_redis_held_list(struct sg_store_redis *r, const char *account, const char *relay,

@@ -63,6 +63,11 @@ static int r_held_del(void *be, const char *account, const char *relay,
     return sg_store_redis_held_del(be, account, relay, qids, n);
 }
 
+static int r_flood_json(void *be, unsigned hours, char **json_out)
+{
+    return sg_store_redis_flood_json(be, hours, json_out);
+}
+
 static void r_close(void *be)
 {
     sg_store_redis_close(be);
@@ -81,5 +86,6 @@ const struct sg_store_ops sg_store_redis_ops = {
     .held_add = r_held_add,
     .held_list = r_held_list,
     .held_del = r_held_del,
+    .flood_json = r_flood_json,
     .close = r_close,
 };

@@ -193,7 +193,9 @@ static void test_every_key(void **state)
         "           timeout = \"30s\"; };\n"
         "syslog_facility = \"local3\";\n"
         "user = \"sg\"; pidfile = \"/run/sg.pid\"; relay_name = \"relay-2\";\n"
-        "identity = { lowercase = false; strip_tag = true; tag_separator = \"-\"; };\n"
+        "identity = { lowercase = false; strip_tag = true; tag_separator = \"-\";\n"
+        "  batv = true; srs = true; verp = [ \"Bounce-*@Lists.example.com\" ];\n"
+        "  flood_threshold = 0; };\n"
         "allow = [ \"PostMaster@example.com\", \"*@mon.example.com\" ];\n"
         "store = { backend = \"redis\"; on_error = \"tempfail\";\n"
         "  redis = { host = \"10.0.0.9\"; port = 6380; username = \"u\"; password = \"p w\";\n"
@@ -231,6 +233,11 @@ static void test_every_key(void **state)
     assert_false(s->lowercase);
     assert_true(s->strip_tag);
     assert_int_equal(s->tag_separator, '-');
+    assert_true(s->batv);
+    assert_true(s->srs);
+    assert_int_equal(s->nverp, 1);
+    assert_string_equal(s->verp[0], "Bounce-*@Lists.example.com");   /* lowercase = false */
+    assert_int_equal(s->flood_threshold, 0);
     assert_int_equal(s->nallow, 2);
     assert_string_equal(s->allow[0], "PostMaster@example.com");   /* lowercase = false */
     assert_string_equal(s->allow[1], "*@mon.example.com");
@@ -324,6 +331,11 @@ static void test_defaults(void **state)
     assert_true(s->lowercase);
     assert_false(s->strip_tag);
     assert_int_equal(s->tag_separator, '+');
+    assert_false(s->batv);
+    assert_false(s->srs);
+    assert_int_equal(s->nverp, 0);
+    assert_int_equal(s->flood_threshold, 1000);
+    assert_int_equal(s->memory_max_identities, 0);
     assert_int_equal(s->nallow, 0);
     assert_int_equal(s->store_backend, SG_STORE_MEMORY);
     assert_int_equal(s->store_on_error, SG_ON_ERROR_ACCEPT);
@@ -610,6 +622,15 @@ static const struct bad_case bad_cases[] = {
       "  sentinel = { master = \"m\"; servers = []; }; }; };\n",
       { ":1: store.redis.unix: cannot be used with store.redis.sentinel",
         ":2: store.redis.sentinel.servers: must not be empty" } },
+    { "identity rewrites and the memory bound",
+      "identity = { batv = 1; verp = [ \"a b@x\" ]; flood_threshold = -1; };\n"
+      "store = { memory = { max_identities = -5; size = 3; }; };\n",
+      { ":1: identity.batv: must be true or false (got an integer)",
+        ":1: identity.verp[0]: must be a sender pattern (\"*@example.com\", \"user@example.com\", "
+        "\"login\"), without spaces or control characters (got \"a b@x\")",
+        ":1: identity.flood_threshold: must be between 0 and 100000000 (got -1)",
+        ":2: store.memory.max_identities: must be between 0 and 100000000 (got -5)",
+        ":2: store.memory.size: unknown key" } },
     { "commands",
       "release_command = [];\nafter_password_change = [ \"\", \"x\" ];\n"
       "alert = { command = \"/bin/page\"; };\n",

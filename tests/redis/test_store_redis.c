@@ -269,10 +269,13 @@ static struct sg_limit lim(const char *name, uint64_t window_ms, uint64_t msgs,
     return l;
 }
 
+static bool g_implicit;           /* tests run again as implicit identities */
+
 static struct sg_charge chg(uint64_t rcpts, uint64_t bytes, const uint64_t *hashes,
                             size_t nhashes)
 {
-    struct sg_charge c = { .rcpt_hashes = hashes, .nrcpt_hashes = nhashes };
+    struct sg_charge c = { .rcpt_hashes = hashes, .nrcpt_hashes = nhashes,
+                           .implicit = g_implicit };
     c.units[SG_UNIT_MESSAGES] = 1;
     c.units[SG_UNIT_RECIPIENTS] = rcpts;
     c.units[SG_UNIT_BYTES] = bytes;
@@ -1413,6 +1416,125 @@ static void test_property_windows(void **state)
     free(acc);
 }
 
+/* --- implicit identities: the same guarantees in one hash --------------- */
+
+#define AS_IMPLICIT(name)                                                      \
+    static void name##_implicit(void **state)                                 \
+    {                                                                          \
+        g_implicit = true;                                                     \
+        name(state);                                                           \
+        g_implicit = false;                                                    \
+    }
+AS_IMPLICIT(test_cap_exact)
+AS_IMPLICIT(test_refused_not_charged)
+AS_IMPLICIT(test_all_or_nothing)
+AS_IMPLICIT(test_distinct)
+AS_IMPLICIT(test_retry_after)
+AS_IMPLICIT(test_warn_once)
+AS_IMPLICIT(test_state_lockdown)
+AS_IMPLICIT(test_property_windows)
+
+static long long info_used_memory(redisContext *adm)
+{
+    redisReply *rep = redisCommand(adm, "INFO memory");
+    const char *p = rep && rep->type == REDIS_REPLY_STRING ? strstr(rep->str, "used_memory:") : NULL;
+    long long v = p ? strtoll(p + 12, NULL, 10) : -1;
+
+    freeReplyObject(rep);
+    return v;
+}
+
+/* An implicit identity is one key (its windows, all limits, fields only
+ * for buckets in use) with an expiry, and nothing else: no evidence keys.
+ * 2,000 of them (limits 1 h and 1 d, one message each) stay under the
+ * issue's 400 bytes and 2 keys each. The flood summary counts them. */
+static void test_implicit_cost(void **state)
+{
+    struct sg_limit l[2] = { lim("hourly", 3600000, 150, 500, 0, 0),
+                             lim("daily", 86400000, 1000, 0, 0, 0) };
+    struct sg_charge c = chg(1, 4096, NULL, 0);
+    struct sg_evidence ev = { .client_ip = "203.0.113.66", .mailer = "PHPMailer 5.2.7" };
+    struct sg_store_result res;
+    redisContext *adm = admin(&g_srv);
+    redisReply *rep;
+    char a[128], pat[160], *json = NULL;
+    unsigned char md[SHA_DIGEST_LENGTH];
+    long long m0, m1, k0, k1;
+    const int N = 2000;
+
+    (void)state;
+    assert_non_null(adm);
+    c.implicit = true;
+    unique(a, sizeof(a), "implicit");
+    ev.identity = a;
+    assert_int_equal(sg_store_redis_decide(g_st, a, l, 2, &c, &ev, false, &res), 0);
+    assert_int_equal(res.status, SG_STORE_OK);
+    assert_true(res.new_identity);
+    assert_int_equal(sg_store_redis_decide(g_st, a, l, 2, &c, &ev, false, &res), 0);
+    assert_false(res.new_identity);
+    SHA1((const unsigned char *)a, strlen(a), md);
+    snprintf(pat, sizeof(pat), "sgt:{");
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+        sprintf(pat + strlen(pat), "%02x", md[i]);
+    strcat(pat, "}:*");
+    rep = redisCommand(adm, "KEYS %s", pat);
+    assert_int_equal(rep->elements, 1);
+    assert_non_null(strstr(rep->element[0]->str, "}:i"));
+    {
+        redisReply *t = redisCommand(adm, "PTTL %s", rep->element[0]->str);
+        redisReply *f = redisCommand(adm, "HLEN %s", rep->element[0]->str);
+        assert_true(t->integer > 86400000 - 5000);
+        assert_true(t->integer <= 86400000 + 1440000 + 1000);
+        assert_int_equal(f->integer, 2);                  /* one bucket per limit */
+        freeReplyObject(t);
+        freeReplyObject(f);
+    }
+    freeReplyObject(rep);
+    {
+        struct sg_usage u[2];
+        assert_int_equal(sg_store_redis_usage(g_st, a, l, 2, u), 0);
+        assert_int_equal(u[0].used[SG_UNIT_MESSAGES], 2);
+        assert_int_equal(u[1].used[SG_UNIT_RECIPIENTS], 2);
+        assert_int_equal(u[1].used[SG_UNIT_BYTES], 8192);
+        assert_int_equal(sg_store_redis_reset(g_st, a), 0);      /* forgets its one key */
+        assert_int_equal(sg_store_redis_usage(g_st, a, l, 2, u), 0);
+        assert_int_equal(u[0].used[SG_UNIT_MESSAGES], 0);
+    }
+
+    rep = redisCommand(adm, "DBSIZE");
+    k0 = rep->integer;
+    freeReplyObject(rep);
+    m0 = info_used_memory(adm);
+    for (int i = 0; i < N; i++) {
+        unique(a, sizeof(a), "flood");
+        ev.identity = a;
+        assert_int_equal(sg_store_redis_decide(g_st, a, l, 2, &c, &ev, false, &res), 0);
+        assert_int_equal(res.status, SG_STORE_OK);
+        assert_true(res.new_identity);
+    }
+    m1 = info_used_memory(adm);
+    rep = redisCommand(adm, "DBSIZE");
+    k1 = rep->integer;
+    freeReplyObject(rep);
+    fprintf(stderr, "implicit identity: %.0f bytes, %.3f keys\n", (double)(m1 - m0) / N,
+            (double)(k1 - k0) / N);
+    assert_true(m0 > 0 && m1 > m0);
+    assert_true((m1 - m0) / N <= 400);
+    assert_true(k1 - k0 <= N + 8);                        /* + the summary's few keys */
+
+    assert_int_equal(sg_store_redis_flood_json(g_st, 24, &json), 0);
+    assert_non_null(json);
+    assert_non_null(strstr(json, "\"value\":\"203.0.113.66\",\"count\":"));
+    assert_non_null(strstr(json, "PHPMailer 5.2.7"));
+    {
+        const char *n = strstr(json, "\"new\":");
+        assert_non_null(n);
+        assert_true(strtoll(n + 6, NULL, 10) >= N);
+    }
+    free(json);
+    redisFree(adm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1435,6 +1557,15 @@ int main(void)
         cmocka_unit_test(test_unix_auth_db),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_property_windows),
+        cmocka_unit_test(test_cap_exact_implicit),
+        cmocka_unit_test(test_refused_not_charged_implicit),
+        cmocka_unit_test(test_all_or_nothing_implicit),
+        cmocka_unit_test(test_distinct_implicit),
+        cmocka_unit_test(test_retry_after_implicit),
+        cmocka_unit_test(test_warn_once_implicit),
+        cmocka_unit_test(test_state_lockdown_implicit),
+        cmocka_unit_test(test_property_windows_implicit),
+        cmocka_unit_test(test_implicit_cost),
         cmocka_unit_test(test_outage_and_return),
         cmocka_unit_test(test_stall),
         cmocka_unit_test(test_sentinel_failover),

@@ -22,6 +22,10 @@ Cases (one ctest entry each, relays_<name>):
   window_property   16 parallel clients on two relays, random recipients:
                     no closed sliding window holds more than a cap
   status_reset      sendguardctl status [--json] / reset on the shared state
+  flood             random senders: one key each, caps of an account exact,
+                    the flood: log line and sendguardctl report --flood
+  evicted           Redis under maxmemory, allkeys-lru: the policy warning and
+                    the event=evicted line (waits a minute)
 
 A missing redis-server, redis-sentinel, sendguard or sendguardctl is a
 FAILURE, never a skip. Everything started is stopped (harness safety net
@@ -33,6 +37,7 @@ plus try/finally); the scratch dir is removed when the test passed and kept
 """
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -211,11 +216,12 @@ def redis_store(port=None, on_error="accept", sentinel=None, **more):
 
 
 class Relay:
-    def __init__(self, scratch, name, limits, store, accounts=()):
+    def __init__(self, scratch, name, limits, store, accounts=(), extra=None):
         self.name = name
         self.sg = h.Sendguard(sendguard_binary(), scratch.sub(name),
                               lambda sock: h.sendguard_config(sock, limits, accounts=accounts,
-                                                              store=store, relay_name=name))
+                                                              store=store, relay_name=name,
+                                                              **(extra or {})))
 
     def start(self):
         self.sg.start()
@@ -456,11 +462,11 @@ class Relays(h.ScratchTestCase):
         self.addCleanup(r.stop)
         return r
 
-    def start_relays(self, limits, store, accounts=(), n=2, names=None):
+    def start_relays(self, limits, store, accounts=(), n=2, names=None, extra=None):
         relays = []
         for i in range(n):
             name = names[i] if names else f"relay{i + 1}"
-            rl = Relay(self.scratch, name, limits, store, accounts)
+            rl = Relay(self.scratch, name, limits, store, accounts, extra)
             self.addCleanup(rl.sg.stop)
             rl.start()
             relays.append(rl)
@@ -850,7 +856,10 @@ class Relays(h.ScratchTestCase):
         redis = self.start_redis()
         lim = h.limit("short", "10s", caps["messages"], "tempfail", recipients=caps["recipients"],
                       distinct_recipients=caps["distinct_recipients"])
-        relays = self.start_relays([lim], redis_store(redis.port))
+        # a configured account: only those record evidence (the "recent"
+        # list this test reads); implicit identities have one key each
+        acct = [{"address": sender, "offer": "mxplan-legacy"}]
+        relays = self.start_relays([lim], redis_store(redis.port), accounts=acct)
         key = recent_key(sender)
         seen = {}
         poll_stop = threading.Event()
@@ -959,6 +968,121 @@ class Relays(h.ScratchTestCase):
         self.assertIsInstance(data, list)
         self.assertEqual(len(data), 1, data)
         return data[0]
+
+    def test_flood(self):
+        """A flood of random envelope senders (each an implicit identity of
+        one key) while a configured account sends: the account's cap stays
+        exact across both relays; every flood message is accepted under the
+        default limits; each relay logs a `flood:` warning naming the
+        flood's client IP; `sendguardctl report --flood` shows the new
+        identities and the IP; an implicit identity left no evidence keys."""
+        ACCOUNT = "acct@example.com"
+        FLOOD, CAP, SENT = 240, 10, 25
+        redis = self.start_redis()
+        accounts = [{"address": ACCOUNT, "offer": "mxplan-legacy", "senders": ["*@shop.example"],
+                     "limits": [h.limit("hourly", "1h", CAP, "tempfail")]}]
+        relays = self.start_relays([h.limit("hourly", "1h", 5, "tempfail"),
+                                    h.limit("daily", "1d", 20, "hold")],
+                                   redis_store(redis.port), accounts=accounts,
+                                   extra={"identity": {"flood_threshold": 50}})
+        conf = relays[0].sg.config_path
+        qid = QidSource("FL")
+        rnd = random.Random(15)
+        flood_from = [f"r{rnd.getrandbits(48):012x}@spam{i % 7}.example" for i in range(FLOOD)]
+        jobs = [("flood", f) for f in flood_from]
+        shop = [("shop", "app@shop.example")] * SENT
+        # the account's messages spread through the flood
+        for k, j in enumerate(shop):
+            jobs.insert((k * len(jobs)) // SENT + k, j)
+
+        def one(k_job):
+            k, (kind, sender) = k_job
+            ip = "203.0.113.66" if kind == "flood" else "192.0.2.10"
+            return kind, send_one(relays[k % 2], sender, ["x@example.net"], qid(), ip=ip)
+
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            res = list(ex.map(one, enumerate(jobs)))
+        sent = [s for _, s in res]
+        self.assert_answers(sent)
+        shop_v = [s.verdict for kind, s in res if kind == "shop"]
+        flood_v = [s.verdict for kind, s in res if kind == "flood"]
+        self.assertEqual(shop_v.count("accept"), CAP, shop_v)
+        self.assertEqual(shop_v.count("tempfail"), SENT - CAP, shop_v)
+        self.assertEqual(flood_v, ["accept"] * FLOOD)
+        dec = self.decisions_by_qid(relays, sent)
+        self.assert_verdicts_match(sent, dec)
+        o = self.status_json(conf, ACCOUNT)
+        self.assertEqual(o["limits"][0]["messages"], {"used": CAP, "cap": CAP}, o)
+
+        # the log line, on each relay (half the flood each, threshold 50)
+        for rl in relays:
+            with open(rl.sg.logfile, errors="replace") as f:
+                text = f.read()
+            self.assertRegex(text, r"flood: \d+ new implicit identities in the last \d+m "
+                                   r"\(top ip=203\.0\.113\.66, mailer=", rl.name)
+
+        # one key per implicit identity, no evidence keys
+        tag = hashlib.sha1(flood_from[0].encode()).hexdigest()
+        keys = subprocess.run(["redis-cli", "-p", str(redis.port), "--raw", "KEYS",
+                               f"sg:{{{tag}}}:*"], capture_output=True, text=True).stdout.split()
+        self.assertEqual(keys, [f"sg:{{{tag}}}:i"])
+
+        # the summary is written every 10 s, on the decision path: one more
+        # message per relay after that makes both write theirs
+        time.sleep(10.5)
+        late = [send_one(rl, f"late-{rl.name}@spam.example", ["x@example.net"], qid(),
+                         ip="203.0.113.66") for rl in relays]
+        self.assert_answers(late)
+        r = self.ctl(conf, "report", "--flood", "--json")
+        rep = json.loads(r.stdout)
+        self.assertGreaterEqual(rep["new"], FLOOD, rep)
+        self.assertGreaterEqual(rep["messages"], FLOOD, rep)
+        ips = {x["value"]: x["count"] for x in rep["ips"]}
+        self.assertGreaterEqual(ips.get("203.0.113.66", 0), FLOOD, rep)
+        text = self.ctl(conf, "report", "--flood").stdout
+        self.assertRegex(text, r"new identities \d+")
+        self.assertIn("203.0.113.66", text)
+        self.finish(relays)
+
+    def test_evicted(self):
+        """Redis under maxmemory with an allkeys policy: the relay warns at its
+        first look that any key may be evicted, and, when Redis has evicted
+        keys since the previous look (once a minute), logs event=evicted."""
+        redis = self.start_redis(extra_args=["--maxmemory", "3mb",
+                                              "--maxmemory-policy", "allkeys-lru"])
+        relays = self.start_relays([h.limit("hourly", "1h", 100, "tempfail")],
+                                   redis_store(redis.port), n=1)
+        qid = QidSource("EV")
+        first = [send_one(relays[0], "one@example.org", ["x@example.net"], qid())]
+        self.assert_answers(first)
+        log = relays[0].sg.logfile
+
+        def text():
+            with open(log, errors="replace") as f:
+                return f.read()
+        deadline = time.time() + 10
+        while "maxmemory_policy=allkeys-lru" not in text() and time.time() < deadline:
+            time.sleep(0.2)
+        self.assertRegex(text(), r"store=redis maxmemory_policy=allkeys-lru maxmemory=\d+: Redis may "
+                                 r"evict any key")
+        self.assertNotIn("event=evicted", text())
+        # fill Redis past maxmemory: it evicts (its own keys and maybe ours)
+        cmds = "".join(f"SET junk:{i} {'x' * 200}\r\n" for i in range(40000))
+        subprocess.run(["redis-cli", "-p", str(redis.port), "--pipe"], input=cmds, text=True,
+                       capture_output=True, timeout=60)
+        info = subprocess.run(["redis-cli", "-p", str(redis.port), "INFO", "stats"],
+                              capture_output=True, text=True).stdout
+        self.assertRegex(info, r"evicted_keys:[1-9]", "Redis did not evict: the test proves nothing")
+        time.sleep(61)                   # the next look is a minute after the first
+        more = [send_one(relays[0], "two@example.org", ["x@example.net"], qid())]
+        self.assert_answers(more)
+        deadline = time.time() + 10
+        while "event=evicted" not in text() and time.time() < deadline:
+            time.sleep(0.2)
+        self.assertRegex(text(), r"store=redis event=evicted evicted_keys=[1-9]\d* "
+                                 r"maxmemory_policy=allkeys-lru used_memory=\d+ maxmemory=\d+: "
+                                 r"Redis evicted keys")
+        self.finish(relays)
 
     def test_status_reset(self):
         """sendguardctl status [ACCOUNT] [--json] shows the shared usage

@@ -59,6 +59,60 @@ static void test_normalize_long(void **state)
     assert_non_null(strchr(ra, '#'));
 }
 
+static const char *sender(const char *in)
+{
+    static char out[SG_ADDR_MAX + 1];
+    return sg_policy_sender(&S, in, out);
+}
+
+/* BATV, SRS and VERP: off by default (the identity stays unique), each
+ * undone when enabled; what does not parse is left alone. */
+static void test_sender_rewrites(void **state)
+{
+    static const char *const verp[] = { "bounce-*@lists.example.com" };
+
+    (void)state;
+    assert_string_equal(sender("<prvs=1a2b3c4d5e=jane@example.com>"),
+                        "prvs=1a2b3c4d5e=jane@example.com");
+    assert_string_equal(sender("<SRS0=HHH=TT=example.org=jane@fwd.example>"),
+                        "srs0=hhh=tt=example.org=jane@fwd.example");
+    assert_string_equal(sender("<bounce-1234-jane=example.org@lists.example.com>"),
+                        "bounce-1234-jane=example.org@lists.example.com");
+    S.batv = true;
+    S.srs = true;
+    S.verp = verp;
+    S.nverp = 1;
+    assert_string_equal(sender("<prvs=1a2b3c4d5e=jane@example.com>"), "jane@example.com");
+    assert_string_equal(sender("<PRVS=0123ABCDEF=Jane@Example.com>"), "jane@example.com");
+    assert_string_equal(sender("<prvs=zz=jane@example.com>"), "prvs=zz=jane@example.com");
+    assert_string_equal(sender("<prvs=1a2b3c4d5e=@example.com>"), "prvs=1a2b3c4d5e=@example.com");
+    assert_string_equal(sender("<SRS0=HHH=TT=example.org=jane@fwd.example>"),
+                        "jane@example.org");
+    assert_string_equal(sender("<SRS0+xGf3=2A=example.org=jane@fwd.example>"),
+                        "jane@example.org");
+    assert_string_equal(sender("<SRS1=HHH=first.example==HHH=TT=example.org=jane@second.example>"),
+                        "jane@example.org");
+    assert_string_equal(sender("<srs0=broken@fwd.example>"), "srs0=broken@fwd.example");
+    /* SRS around BATV: both undone */
+    assert_string_equal(sender("<SRS0=HH=TT=example.com=prvs=1a2b3c4d5e=jane@fwd.example>"),
+                        "jane@example.com");
+    assert_string_equal(sender("<bounce-1234-jane=example.org@lists.example.com>"),
+                        "bounce-*@lists.example.com");
+    assert_string_equal(sender("<bounce-99-bob=example.net@lists.example.com>"),
+                        "bounce-*@lists.example.com");
+    assert_string_equal(sender("<news@lists.example.com>"), "news@lists.example.com");
+    assert_string_equal(sender("<>"), "<>");
+    /* the +tag is stripped after SRS is undone (SRS0+ is not a tag) */
+    S.strip_tag = true;
+    assert_string_equal(sender("<SRS0+xGf3=2A=example.org=jane+news@fwd.example>"),
+                        "jane@example.org");
+    S.strip_tag = false;
+    S.batv = false;
+    S.srs = false;
+    S.verp = NULL;
+    S.nverp = 0;
+}
+
 static void test_match(void **state)
 {
     (void)state;
@@ -134,6 +188,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_normalize_basic),
         cmocka_unit_test(test_normalize_long),
+        cmocka_unit_test(test_sender_rewrites),
         cmocka_unit_test(test_match),
         cmocka_unit_test(test_account_mapping),
         cmocka_unit_test(test_log_escape),

@@ -212,6 +212,72 @@ static void test_observe(void **state)
     assert_false(v.observed);
 }
 
+/* A flood of rewritten and random senders: BATV and VERP fold a list's
+ * bounces into one identity; past store.memory.max_identities, new
+ * identities are charged to the shared overflow account (and the verdict
+ * says so); the configured account keeps its own exact cap. */
+static void test_flood_bound_and_rewrites(void **state)
+{
+    static const char text[] =
+        "milter = { socket = \"inet:8890@127.0.0.1\"; };\n"
+        "store = { backend = \"memory\"; memory = { max_identities = 3; }; };\n"
+        "identity = { batv = true; verp = [ \"bounce-*@lists.example.com\" ]; };\n"
+        "limits = ( { name = \"hourly\"; window = \"1h\"; messages = 2; action = \"tempfail\"; } );\n"
+        "accounts = ( { address = \"sales@example.com\"; offer = \"mxplan-legacy\";\n"
+        "  limits = ( { name = \"own\"; window = \"1h\"; messages = 4; action = \"hold\"; } ); } );\n";
+    char path[] = "/tmp/sg-policy-XXXXXX";
+    int fd = mkstemp(path);
+    sg_conf_t *c;
+    sg_store_t *m = sg_store_memory_new(fake_clock, NULL);
+    struct sg_request req = { 0 };
+    const char *rcpt[] = { "<a@dest.example>" };
+    struct sg_verdict v;
+    char from[64];
+    int sales_ok = 0;
+
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
+    close(fd);
+    c = sg_conf_load(path, NULL, NULL);
+    unlink(path);
+    assert_non_null(c);
+    req.rcpts = rcpt;
+    req.nrcpts = 1;
+    req.client_ip = "203.0.113.66";
+
+    req.envfrom = "<prvs=1a2b3c4d5e=jane@example.org>";
+    sg_policy_decide(c, m, NULL, &req, &v);
+    assert_string_equal(v.identity, "jane@example.org");
+    assert_string_equal(v.account, "jane@example.org");
+    req.envfrom = "<bounce-1-x=y.example@lists.example.com>";
+    sg_policy_decide(c, m, NULL, &req, &v);
+    assert_string_equal(v.account, "bounce-*@lists.example.com");
+    req.envfrom = "<bounce-2-z=w.example@lists.example.com>";
+    sg_policy_decide(c, m, NULL, &req, &v);
+    assert_string_equal(v.account, "bounce-*@lists.example.com");
+    assert_int_equal(v.used, 2);                       /* one identity, one budget */
+    req.envfrom = "<third@example.net>";
+    sg_policy_decide(c, m, NULL, &req, &v);
+    assert_string_equal(v.account, "third@example.net");  /* the third identity: the bound */
+    for (int i = 0; i < 40; i++) {
+        snprintf(from, sizeof(from), "<rnd%d@spam.example>", i);
+        req.envfrom = from;
+        sg_policy_decide(c, m, NULL, &req, &v);
+        assert_string_equal(v.account, SG_STORE_OVERFLOW_ACCOUNT);
+        assert_int_equal(v.action, i < 2 ? SG_ACT_ACCEPT : SG_ACT_TEMPFAIL);
+        if (i % 5 == 0) {
+            req.envfrom = "<sales@example.com>";
+            sg_policy_decide(c, m, NULL, &req, &v);
+            assert_string_equal(v.account, "sales@example.com");
+            sales_ok += v.action == SG_ACT_ACCEPT;
+        }
+    }
+    assert_int_equal(sales_ok, 4);                     /* its cap, exactly */
+    sg_store_free(m);
+    sg_conf_unref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -221,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_warn_and_allow),
         cmocka_unit_test(test_lockdown),
         cmocka_unit_test(test_observe),
+        cmocka_unit_test(test_flood_bound_and_rewrites),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

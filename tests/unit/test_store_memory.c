@@ -5,7 +5,9 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,8 @@ static int cmp_event(const void *a, const void *b)
     return x->t < y->t ? -1 : x->t > y->t;
 }
 
+static bool as_implicit;          /* replay as an implicit identity (sparse path) */
+
 /* The property, for messages and recipients, on random arrival times. */
 static void test_sliding_window_property(void **state)
 {
@@ -77,12 +81,14 @@ static void test_sliding_window_property(void **state)
         free(tmp);
     }
     for (size_t i = 0; i < N; i++) {
-        struct sg_charge c = { { 0 }, NULL, 0 };
+        struct sg_charge c = { .units = { 0 } };
         struct sg_store_result r;
         uint64_t nr = 1 + (uint64_t)(rand() % 8);
 
         c.units[SG_UNIT_MESSAGES] = 1;
         c.units[SG_UNIT_RECIPIENTS] = nr;
+        c.implicit = as_implicit;
+        c.implicit_max = 10;
         fake_now = times[i];
         assert_int_equal(sg_store_decide(st, "a@example.com", &lim, 1, &c, NULL, false, &r), 0);
         if (r.status == SG_STORE_OK) {
@@ -102,6 +108,85 @@ static void test_sliding_window_property(void **state)
     free(msgs);
     free(rcpts);
     free(times);
+    sg_store_free(st);
+}
+
+/* The same replay for an implicit identity (bounded, sparse entries). */
+static void test_sliding_window_property_implicit(void **state)
+{
+    as_implicit = true;
+    test_sliding_window_property(state);
+    as_implicit = false;
+}
+
+/* store.memory.max_identities: past it, new implicit identities share the
+ * overflow account with the default limits (throttled together, never
+ * unthrottled); known ones and configured accounts keep their own; once the
+ * old ones expire, new identities get their own again. */
+static void test_bound_overflow(void **state)
+{
+    struct sg_limit lim = mk_limit("hourly", 3600000, 2, 0);
+    struct sg_charge c = { .units = { 1, 1, 0, 0 }, .implicit = true, .implicit_max = 3 };
+    struct sg_store_result r;
+    sg_store_t *st = sg_store_memory_new(fake_clock, NULL);
+    char who[32];
+
+    (void)state;
+    assert_true(sg_store_memory_default_max() >= 10000);    /* from the machine's memory */
+    assert_true(sg_store_memory_default_max() <= 4000000);
+    fake_now = 1700000000000ULL;
+    for (int i = 0; i < 3; i++) {
+        snprintf(who, sizeof(who), "id%d@x", i);
+        assert_int_equal(sg_store_decide(st, who, &lim, 1, &c, NULL, false, &r), 0);
+        assert_int_equal(r.status, SG_STORE_OK);
+        assert_true(r.new_identity);
+        assert_false(r.overflow);
+    }
+    /* a known identity: its own account, not new */
+    assert_int_equal(sg_store_decide(st, "id0@x", &lim, 1, &c, NULL, false, &r), 0);
+    assert_int_equal(r.status, SG_STORE_OK);
+    assert_false(r.new_identity);
+    assert_false(r.overflow);
+    assert_int_equal(sg_store_decide(st, "id0@x", &lim, 1, &c, NULL, false, &r), 0);
+    assert_int_equal(r.status, SG_STORE_OVER);          /* its own cap of 2 */
+    /* new identities past the bound: one shared account, cap 2 for all */
+    assert_int_equal(sg_store_decide(st, "new1@x", &lim, 1, &c, NULL, false, &r), 0);
+    assert_int_equal(r.status, SG_STORE_OK);
+    assert_true(r.overflow);
+    assert_false(r.new_identity);
+    assert_int_equal(sg_store_decide(st, "new2@x", &lim, 1, &c, NULL, false, &r), 0);
+    assert_int_equal(r.status, SG_STORE_OK);
+    assert_true(r.overflow);
+    for (int i = 3; i < 50; i++) {
+        snprintf(who, sizeof(who), "new%d@x", i);
+        assert_int_equal(sg_store_decide(st, who, &lim, 1, &c, NULL, false, &r), 0);
+        assert_int_equal(r.status, SG_STORE_OVER);      /* throttled together */
+        assert_true(r.overflow);
+    }
+    {
+        struct sg_usage u;
+        assert_int_equal(sg_store_usage(st, SG_STORE_OVERFLOW_ACCOUNT, &lim, 1, &u), 0);
+        assert_int_equal(u.used[SG_UNIT_MESSAGES], 2);
+        assert_int_equal(sg_store_usage(st, "new1@x", &lim, 1, &u), 0);
+        assert_int_equal(u.used[SG_UNIT_MESSAGES], 0);  /* no entry of its own */
+    }
+    /* a configured account is never refused an entry of its own */
+    c.implicit = false;
+    assert_int_equal(sg_store_decide(st, "sales@x", &lim, 1, &c, NULL, false, &r), 0);
+    assert_int_equal(r.status, SG_STORE_OK);
+    assert_false(r.overflow);
+    assert_int_equal(sg_store_decide(st, "sales@x", &lim, 1, &c, NULL, false, &r), 0);
+    assert_int_equal(r.status, SG_STORE_OK);
+    assert_int_equal(sg_store_decide(st, "sales@x", &lim, 1, &c, NULL, false, &r), 0);
+    assert_int_equal(r.status, SG_STORE_OVER);          /* its cap, exactly */
+    /* once the window (and a bucket) has passed, the sweep frees the old
+     * identities: a new one has its own account again */
+    c.implicit = true;
+    fake_now += 3600000 + 60000 + 60001;
+    assert_int_equal(sg_store_decide(st, "later@x", &lim, 1, &c, NULL, false, &r), 0);
+    assert_int_equal(r.status, SG_STORE_OK);
+    assert_false(r.overflow);
+    assert_true(r.new_identity);
     sg_store_free(st);
 }
 
@@ -130,7 +215,7 @@ static void test_checker_catches_fixed_window(void **state)
 static void test_refused_not_charged_and_retry_after(void **state)
 {
     struct sg_limit lim = mk_limit("l", 60000, 3, 0);
-    struct sg_charge c = { { 1, 1, 0, 0 }, NULL, 0 };
+    struct sg_charge c = { .units = { 1, 1, 0, 0 } };
     struct sg_store_result r;
     sg_store_t *st = sg_store_memory_new(fake_clock, NULL);
 
@@ -163,7 +248,7 @@ static void test_refused_not_charged_and_retry_after(void **state)
 static void test_all_or_nothing(void **state)
 {
     struct sg_limit lims[2] = { mk_limit("short", 60000, 100, 0), mk_limit("long", 3600000, 2, 0) };
-    struct sg_charge c = { { 1, 1, 0, 0 }, NULL, 0 };
+    struct sg_charge c = { .units = { 1, 1, 0, 0 } };
     struct sg_usage u[2];
     struct sg_store_result r;
     sg_store_t *st = sg_store_memory_new(fake_clock, NULL);
@@ -201,7 +286,7 @@ static void test_distinct_recipients(void **state)
     fake_now = 1700000000000ULL;
     for (int i = 0; i < N; i++) {
         uint64_t h[3];
-        struct sg_charge c = { { 1, 3, 0, 0 }, h, 0 };
+        struct sg_charge c = { .units = { 1, 3, 0, 0 }, .rcpt_hashes = h };
         struct sg_store_result r;
 
         fake_now += (uint64_t)(rand() % 4000);
@@ -236,7 +321,7 @@ static void test_distinct_recipients(void **state)
 static void test_warn_once_and_lockdown(void **state)
 {
     struct sg_limit lim = mk_limit("w", 60000, 10, 0);
-    struct sg_charge c = { { 1, 1, 0, 0 }, NULL, 0 };
+    struct sg_charge c = { .units = { 1, 1, 0, 0 } };
     struct sg_store_result r;
     struct sg_account_state s0 = { 0 }, s1;
     int warns = 0;
@@ -311,6 +396,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sliding_window_property),
+        cmocka_unit_test(test_sliding_window_property_implicit),
+        cmocka_unit_test(test_bound_overflow),
         cmocka_unit_test(test_checker_catches_fixed_window),
         cmocka_unit_test(test_refused_not_charged_and_retry_after),
         cmocka_unit_test(test_all_or_nothing),
