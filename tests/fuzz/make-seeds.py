@@ -238,13 +238,13 @@ write("conf", "errors", 'limits = ( { name = "x"; window = "0s"; messages = -1; 
 with open(os.path.join(top, "contrib", "examples", "ovh.conf"), "rb") as f:
     write("ovhconf", "example", f.read())
 write("ovhconf", "oauth2", "[default]\nendpoint=ovh-eu\n\n[ovh-eu]\nclient_id=0123456789abcdef\n"
-      "client_secret=fedcba9876543210fedcba9876543210\n")
+      "client_secret=S3CR3Tfedcba9876543210fedcba98\n")
 write("ovhconf", "literal-url", "[default]\nendpoint = http://127.0.0.1:8080/1.0\n"
-      "[http://127.0.0.1:8080/1.0]\napplication_key = AK\napplication_secret = AS\n"
-      "consumer_key = CK\n")
+      "[http://127.0.0.1:8080/1.0]\napplication_key = AK\napplication_secret = S3CR3T-as\n"
+      "consumer_key = S3CR3T-ck\n")
 write("ovhconf", "sections", "; comment\n# other comment\n[default]\nendpoint=ovh-ca\n"
       "application_key=defaultkey\n[ovh-ca]\napplication_key=cakey1234\n"
-      "application_secret=casecret123456\nconsumer_key=caconsumer1234\n[kimsufi-eu]\n"
-      "consumer_key=unused\n")
+      "application_secret=S3CR3Tcasecret\nconsumer_key=S3CR3Tcaconsumer\n[kimsufi-eu]\n"
+      "consumer_key=S3CR3Tunused\n")
 write("ovhconf", "malformed", "[default\nendpoint=\n[ovh-eu]\n=novalue\napplication_key\n")
 print("all corpora written")
