@@ -21,10 +21,11 @@
  * SG_FUZZ_MASK_OPEN=1 in the environment (tests/fuzz/run sets it while
  * fuzzing, not while replaying tests/fuzz/crashes/), an empty array
  * answered to the two calls that then qsort(NULL, 0) is turned into "no
- * reply", so that fuzzing goes on past them.
+ * reply" (finding 1), and a path with a dot segment into a refused call
+ * (finding 3), so that fuzzing goes on past them.
  * Checks: every path the code builds (from API-supplied names too) is a
  * well-formed API path (starts with '/', no space, control byte or '#',
- * no "." or ".." segment, which curl would resolve); every error text is
+ * no "." or ".." segment, which a server or proxy may resolve); every error text is
  * one escaped line; returned strings are NUL-terminated in their fields.
  */
 #include <stdint.h>
@@ -93,7 +94,9 @@ static void check_err(const struct sg_ovh_err *e)
     check_text(sg_ovh_strerror(e, buf, sizeof(buf)), sizeof(buf));
 }
 
-static void check_path(const char *path)
+/* false for a dot segment (finding 3), which is masked under
+ * SG_FUZZ_MASK_OPEN; anything else wrong aborts. */
+static bool check_path(const char *path)
 {
     const char *seg, *end;
 
@@ -107,10 +110,14 @@ static void check_path(const char *path)
         size_t n = strcspn(seg, "/?");
         if (seg + n > end)
             n = (size_t)(end - seg);
-        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
-            abort();              /* a dot segment: curl would move up the API tree */
+        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.')) {
+            if (!mask_open)
+                abort();          /* a dot segment: a server or proxy may resolve it */
+            return false;
+        }
         seg += n + 1;
     }
+    return true;
 }
 
 /* The next reply: [*start, *len); false when there is none left. */
@@ -150,7 +157,11 @@ int __wrap_sg_ovh_call(sg_ovh_t *c, const char *method, const char *path, const 
     memset(err, 0, sizeof(*err));
     if (reply)
         *reply = NULL;
-    check_path(path);
+    if (!check_path(path)) {
+        err->rc = SG_OVH_E_INVAL;
+        snprintf(err->message, sizeof(err->message), "bad API path (masked)");
+        return -1;
+    }
     snprintf(err->request, sizeof(err->request), "%s %s", method, path);
     if (++ncalls > 500 || !next_reply(&r, &len) || (len == 4 && memcmp(r, "!net", 4) == 0)) {
         err->rc = SG_OVH_E_NET;
