@@ -179,7 +179,7 @@ int __wrap_sg_ovh_call(sg_ovh_t *c, const char *method, const char *path, const 
 
         memcpy(line, r + 1, len - 1 < sizeof(line) - 1 ? len - 1 : sizeof(line) - 1);
         status = strtol(line, NULL, 10);
-        err->rc = status == 404 ? SG_OVH_E_NOTFOUND : SG_OVH_E_API;
+        err->rc = SG_OVH_E_API;   /* as api_error() in sg_ovh_http.c, 404 included */
         err->http_status = status;
         if (strchr(line, ' '))
             sg_log_escape(err->code, sizeof(err->code), strchr(line, ' ') + 1,
