@@ -7,7 +7,7 @@
  * file of the machine, /dev/zero included: the file's owner is root, who
  * can do that anyway).
  * Checks: every problem is reported as "FILE:LINE: ..." or "FILE: ..."
- * (the file's own path first), a refused file reports at least one
+ * (the path of the file, or of the file it includes, first), a refused file reports at least one
  * problem, and a loaded snapshot answers the read accessors.
  */
 #include <stdint.h>
@@ -51,12 +51,14 @@ static size_t nerrors;
 
 static void on_error(void *ctx, const char *line)
 {
-    size_t n = strlen(path);
+    size_t n = strlen(path), ni = strlen(inc_path);
 
     (void)ctx;
     nerrors++;
-    if (strncmp(line, path, n) != 0 || line[n] != ':')
-        abort();                  /* a problem that does not name its file */
+    /* a problem names its file: this one, or the one it includes */
+    if (!(strncmp(line, path, n) == 0 && line[n] == ':') &&
+        !(strncmp(line, inc_path, ni) == 0 && line[ni] == ':'))
+        abort();
 }
 
 static bool risky_include(const uint8_t *d, size_t n)
