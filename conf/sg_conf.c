@@ -1786,10 +1786,58 @@ static const char *readable(const char *path)
     return e ? strerror(e) : NULL;
 }
 
+/* check_includes - every @include names a regular file (or none, which
+ * libconfig reports itself): libconfig 1.5's scanner calls exit(2) on a
+ * directory ("input in flex scanner failed") and would block on a FIFO, so
+ * a reload with `@include "."` would stop the daemon. Followed to the depth
+ * libconfig allows. true when one is refused (reported). */
+static bool check_includes(struct loader *L, const char *file, int depth)
+{
+    FILE *f = fopen(file, "r");
+    char buf[4096], full[PATH_MAX], text[PATH_MAX + 256];
+    unsigned lineno = 0;
+    bool bad = false;
+
+    if (f == NULL)
+        return false;
+    while (fgets(buf, sizeof(buf), f) != NULL) {
+        char *p = buf + strspn(buf, " \t"), *q;
+        struct stat st;
+
+        lineno++;
+        if (strncmp(p, "@include", 8) != 0)
+            continue;
+        p += 8;
+        p += strspn(p, " \t");
+        if (*p != '"' || (q = strchr(p + 1, '"')) == NULL)
+            continue;
+        *q = '\0';
+        p++;
+        if (p[0] != '/' && L->dir != NULL)
+            snprintf(full, sizeof(full), "%s/%s", L->dir, p);
+        else
+            snprintf(full, sizeof(full), "%s", p);
+        if (stat(full, &st) != 0)
+            continue;
+        if (!S_ISREG(st.st_mode)) {
+            snprintf(text, sizeof(text), "%s:%u: @include: \"%s\" is not a regular file",
+                     depth == 0 ? L->path : file, lineno, p);
+            add_problem(L, L->path, lineno, text);
+            bad = true;
+        } else if (depth < 10) {
+            bad |= check_includes(L, full, depth + 1);
+        }
+    }
+    fclose(f);
+    return bad;
+}
+
 static void parse(struct loader *L)
 {
     char line[1024];
 
+    if (check_includes(L, L->path, 0))
+        return;
     if (!config_read_file(&L->cf, L->path)) {
         const char *file = display_file(L, config_error_file(&L->cf));
 

@@ -189,7 +189,8 @@ int sg_ovh_call(sg_ovh_t *c, const char *method, const char *path, const json_t 
 /* Build a path: fmt is copied, each "%s" replaced by the next argument
  * percent-encoded as a path segment ('@' kept, '/' encoded), each "%q" by
  * the next argument encoded as a query value, "%I" by an int64_t. Returns
- * a malloc'd string or NULL. */
+ * a malloc'd string, or NULL (out of memory, or a "%s" argument "." or
+ * "..", which would be a dot segment). */
 char *sg_ovh_path(const char *fmt, ...);
 
 /* ---- accounts on the four offers ------------------------------------------ */

@@ -241,6 +241,11 @@ char *sg_ovh_path(const char *fmt, ...)
     for (const char *p = fmt; *p; p++) {
         if (*p == '%' && (p[1] == 's' || p[1] == 'q')) {
             const char *arg = va_arg(ap, const char *);
+            /* "." and ".." would be dot segments (the request is sent as is,
+             * CURLOPT_PATH_AS_IS): a name from a hostile or broken reply
+             * must not move the signed request to another route */
+            if (p[1] == 's' && arg != NULL && (strcmp(arg, ".") == 0 || strcmp(arg, "..") == 0))
+                b.oom = true;
             sb_encode(&b, arg ? arg : "", p[1] == 'q');
             p++;
         } else if (*p == '%' && p[1] == 'I') {

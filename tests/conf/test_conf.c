@@ -657,6 +657,9 @@ static const struct bad_case bad_cases[] = {
       "user = \"u9999999999\";\n",
       { ":2: syntax: integer 5000000000 does not fit in 32 bits; write 5000000000L",
         ":2: syntax: integer 0x80000000 does not fit in 32 bits; write 0x80000000L" } },
+    { "@include of a directory (libconfig 1.5 would exit(2) on it: a reload must not)",
+      "strict = false;\n@include \".\"\n",
+      { ":2: @include: \".\" is not a regular file" } },
     { "every problem is reported, sorted by line",
       "strict = 2;\n"
       "limits = ( { name = \"h\"; window = \"1h\"; } );\n"
