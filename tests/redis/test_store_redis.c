@@ -654,7 +654,7 @@ static void test_outage_and_return(void **state)
             worst = now_ms() - t;
         sleep_ms(5);
     }
-    assert_true(worst < 50);
+    assert_true(worst < 150);   /* not a connect or command timeout (200 ms each) */
     assert_int_equal(sg_store_redis_usage(st, a, &l, 1, &(struct sg_usage){ 0 }), -1);
 
     assert_int_equal(srv_start(&s, "outage", NULL), 0);   /* same port */
@@ -872,7 +872,7 @@ static void test_sentinel_failover(void **state)
     assert_non_null(st);
     t0 = now_ms();
     assert_int_equal(decide(st, a, &l, 1, &c, &res), SG_STORE_ERROR);
-    assert_true(now_ms() - t0 < 100);
+    assert_true(now_ms() - t0 < 180);          /* an answer, not the 200 ms timeout */
     assert_int_equal(decide(st, a, &l, 1, &c, &res), SG_STORE_ERROR);
     sg_store_redis_close(st);
     srv_kill(&sn, SIGTERM);
