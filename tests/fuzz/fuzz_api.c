@@ -299,8 +299,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case 7: {
         struct sg_ovh_credential cr = { 0 };
+        static const char *const ips[] = { "192.0.2.10/32" };
         if (sg_ovh_credential_request(c, SG_OVH_OFFERS_ALL, (opt & 4) ? "https://x.example/" : NULL,
-                                      &cr, &err) == 0)
+                                      ips, (opt & 8) ? 1 : 0, &cr, &err) == 0)
             sg_ovh_credential_clear(&cr);
         else
             check_err(&err);
