@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 
 #include "ctl.h"
+#include "sg_run.h"
 
 #define MAX_TEXT (256 * 1024)
 
@@ -94,20 +95,6 @@ static void become_invoker(int keep_fd)
         setenv("USER", pw->pw_name, 1);
         setenv("LOGNAME", pw->pw_name, 1);
     }
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
 }
 
 static char *slurp_fd(int fd, size_t *len)
@@ -198,7 +185,7 @@ static int read_child(const void *arg)
         return -1;
     }
     close(fd);
-    fd = write_all(3, t, len);
+    fd = sg_write_all(3, t, len);
     free(t);
     return fd;
 }
@@ -221,7 +208,7 @@ static int edit_child(const void *arg)
         ed = getenv("EDITOR");
     if (ed == NULL || !*ed)
         ed = access("/usr/bin/sensible-editor", X_OK) == 0 ? "sensible-editor" : "vi";
-    if (fd < 0 || write_all(fd, draft, strlen(draft)) != 0) {
+    if (fd < 0 || sg_write_all(fd, draft, strlen(draft)) != 0) {
         fprintf(stderr, "sendguardctl: cannot write the draft: %s\n", strerror(errno));
         if (fd >= 0) {
             close(fd);
@@ -258,7 +245,7 @@ static int edit_child(const void *arg)
         return -1;
     }
     close(fd);
-    n = write_all(3, text, len);
+    n = sg_write_all(3, text, len);
     free(text);
     return n;
 }

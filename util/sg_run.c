@@ -133,6 +133,22 @@ static bool reap(pid_t pid, int *status, long ms)
     }
 }
 
+int sg_write_all(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
 int sg_run(const char *const *argv, size_t n, const char *const *env, size_t nenv,
            const char *input, int timeout_s, char *errbuf, size_t errsize)
 {

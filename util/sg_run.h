@@ -24,6 +24,9 @@
  * the child cannot be reaped.
  * Returns the exit status (0..255), 128+signal if killed, -1 if it could
  * not be started (errbuf says why). */
+/* write(2) until all n bytes are written (EINTR retried). 0, or -1. */
+int sg_write_all(int fd, const void *buf, size_t n);
+
 int sg_run(const char *const *argv, size_t n, const char *const *env, size_t nenv,
            const char *input, int timeout_s, char *errbuf, size_t errsize);
 

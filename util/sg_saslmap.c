@@ -9,6 +9,7 @@
  * text (every account's password) is wiped from memory after use.
  */
 #include "sg_saslmap.h"
+#include "sg_run.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -278,20 +279,6 @@ static int lock_map(const char *path, struct stat *st, char *err, size_t errlen)
     }
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* The new text: every line of user with password; *changed lines. */
 static char *replace(const char *text, size_t len, const char *user, const char *password,
                      size_t *outlen, int *changed)
@@ -364,7 +351,7 @@ int sg_saslmap_rewrite(const char *path, const char *user, const char *password,
     /* Owner and mode first (mkostemp made it 0600): the text never sits
      * in a file more open than the map was. */
     if (chown_like(fd, &st) != 0 || fchmod(fd, st.st_mode & 07777) != 0 ||
-        write_all(fd, out, outlen) != 0 || fsync(fd) != 0) {
+        sg_write_all(fd, out, outlen) != 0 || fsync(fd) != 0) {
         snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
         goto out;
     }
