@@ -97,40 +97,6 @@ static void become_invoker(int keep_fd)
     }
 }
 
-static char *slurp_fd(int fd, size_t *len)
-{
-    size_t cap = 8192, n = 0;
-    char *buf = malloc(cap);
-
-    while (buf != NULL) {
-        ssize_t r;
-        if (cap - n < 2) {
-            char *nb = cap > MAX_TEXT ? NULL : realloc(buf, cap * 2);
-            if (nb == NULL) {
-                free(buf);
-                return NULL;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        r = read(fd, buf + n, cap - n - 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            free(buf);
-            return NULL;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    if (buf != NULL) {
-        buf[n] = '\0';
-        *len = n;
-    }
-    return buf;
-}
-
 /* Run fn(arg) in a child that is the invoking user; the child writes its
  * text on fd 3; NULL when it fails (it said why on stderr). */
 static char *as_invoker(int (*fn)(const void *arg), const void *arg)
@@ -157,7 +123,7 @@ static char *as_invoker(int (*fn)(const void *arg), const void *arg)
         _exit(fn(arg) == 0 ? 0 : 1);
     }
     close(p[1]);
-    text = slurp_fd(p[0], &len);
+    text = sg_read_fd(p[0], MAX_TEXT, &len);
     close(p[0]);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
@@ -180,7 +146,7 @@ static int read_child(const void *arg)
     size_t len = 0;
     char *t;
 
-    if (fd < 0 || (t = slurp_fd(fd, &len)) == NULL) {
+    if (fd < 0 || (t = sg_read_fd(fd, MAX_TEXT, &len)) == NULL) {
         fprintf(stderr, "sendguardctl: %s: %s\n", path, strerror(errno));
         return -1;
     }
@@ -240,7 +206,7 @@ static int edit_child(const void *arg)
     free(copy);
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     unlink(path);
-    if (fd < 0 || (text = slurp_fd(fd, &len)) == NULL) {
+    if (fd < 0 || (text = sg_read_fd(fd, MAX_TEXT, &len)) == NULL) {
         fprintf(stderr, "sendguardctl: reading the edited reply: %s\n", strerror(errno));
         return -1;
     }

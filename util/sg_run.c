@@ -149,6 +149,49 @@ int sg_write_all(int fd, const void *buf, size_t n)
     return 0;
 }
 
+char *sg_read_fd(int fd, size_t max, size_t *len)
+{
+    size_t cap = 8192, n = 0;
+    char *buf = malloc(cap);
+
+    while (buf != NULL) {
+        ssize_t r;
+
+        if (cap - n < 4096) {             /* grow; the old buffer is wiped */
+            char *nb = cap >= max ? NULL : malloc(cap * 2);
+            if (nb == NULL) {
+                explicit_bzero(buf, cap);
+                free(buf);
+                errno = EFBIG;
+                return NULL;
+            }
+            memcpy(nb, buf, n);
+            explicit_bzero(buf, cap);
+            free(buf);
+            buf = nb;
+            cap *= 2;
+        }
+        r = read(fd, buf + n, cap - n - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            explicit_bzero(buf, cap);
+            free(buf);
+            errno = e;
+            return NULL;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    if (buf != NULL) {
+        buf[n] = '\0';
+        *len = n;
+    }
+    return buf;
+}
+
 int sg_run(const char *const *argv, size_t n, const char *const *env, size_t nenv,
            const char *input, int timeout_s, char *errbuf, size_t errsize)
 {

@@ -27,6 +27,11 @@
 /* write(2) until all n bytes are written (EINTR retried). 0, or -1. */
 int sg_write_all(int fd, const void *buf, size_t n);
 
+/* Read fd to its end into a NUL-terminated malloc'd buffer (*len bytes),
+ * at most about max bytes (then NULL, errno EFBIG); buffers given up while
+ * growing are wiped (they may hold a password). NULL on error. */
+char *sg_read_fd(int fd, size_t max, size_t *len);
+
 int sg_run(const char *const *argv, size_t n, const char *const *env, size_t nenv,
            const char *input, int timeout_s, char *errbuf, size_t errsize);
 

@@ -63,50 +63,6 @@ static bool not_regular(const char *path, const struct stat *st, char *err, size
     return false;
 }
 
-/* Read all of fd into a NUL-terminated malloc'd buffer. NULL on error. */
-static char *slurp(int fd, size_t *len)
-{
-    size_t cap = 8192, n = 0;
-    char *buf = malloc(cap);
-
-    while (buf != NULL) {
-        ssize_t r;
-
-        if (cap - n < 4096) {
-            char *nb = cap >= MAX_MAP ? NULL : malloc(cap * 2);
-            if (nb == NULL) {
-                explicit_bzero(buf, cap);
-                free(buf);
-                errno = EFBIG;
-                return NULL;
-            }
-            memcpy(nb, buf, n);
-            explicit_bzero(buf, cap);
-            free(buf);
-            buf = nb;
-            cap *= 2;
-        }
-        r = read(fd, buf + n, cap - n - 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            explicit_bzero(buf, cap);
-            free(buf);
-            errno = e;
-            return NULL;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    if (buf != NULL) {
-        buf[n] = '\0';
-        *len = n;
-    }
-    return buf;
-}
-
 /* The user part of a map line ("KEY user:password"): *u and its length, up
  * to the first ':'. false for comments, blank and malformed lines. */
 static bool line_user(const char *line, const char *end, const char **u, size_t *ulen,
@@ -212,7 +168,7 @@ int sg_saslmap_check(const char *path, const char *user, char *err, size_t errle
     if (not_regular(path, &st, err, errlen))
         return -1;
     if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY)) < 0 ||
-        (text = slurp(fd, &len)) == NULL) {
+        (text = sg_read_fd(fd, MAX_MAP, &len)) == NULL) {
         snprintf(err, errlen, "%s: cannot read it: %s", path, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -327,7 +283,7 @@ int sg_saslmap_rewrite(const char *path, const char *user, const char *password,
     }
     if ((lockfd = lock_map(path, &st, err, errlen)) < 0)
         return -1;
-    if ((text = slurp(lockfd, &len)) == NULL) {
+    if ((text = sg_read_fd(lockfd, MAX_MAP, &len)) == NULL) {
         snprintf(err, errlen, "%s: cannot read it: %s", path, strerror(errno));
         goto out;
     }
