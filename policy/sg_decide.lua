@@ -9,7 +9,7 @@
 --
 -- ARGV[1] is the mode: "decide" (a configured account), "implicit" (an
 -- identity no account matches: one hash, see implicit()), "usage",
--- "iusage" or "lock". ARGV[2] is "now" in ms, or "" to use redis TIME (the
+-- "iusage", "lock" or "state_cas". ARGV[2] is "now" in ms, or "" to use redis TIME (the
 -- only thing the daemon sends).
 --
 -- Limit algorithm (same as the memory backend): a bucketed sliding window
@@ -52,6 +52,13 @@
 --   returns 4 numbers per limit: messages, recipients, bytes, distinct.
 -- lock: KEYS 1 lock key. ARGV 1 "lock" 2 now|"" (unused) 3 owner 4 ttl_ms
 --   (0 = release). returns 1 acquired/renewed/released, 0 held by another.
+-- state_cas: KEYS 1 state hash. ARGV 1 "state_cas" 2 now|"" (unused)
+--   3 expected version (0 = none stored yet)  4 ttl ms  5.. field, value
+--   pairs of the new state ("version" not among them). When the stored
+--   "version" field (missing = 0) equals ARGV[3], the hash is replaced by
+--   the pairs plus version = ARGV[3] + 1 and that number is returned;
+--   otherwise nothing is written and the stored hash is returned (HGETALL):
+--   the caller lost a race and re-decides from it.
 
 local B = 60
 local UNITS = { 'm', 'r', 'b' }            -- field prefixes: unit 1..3
@@ -487,6 +494,17 @@ local function lock()
     return 1
 end
 
+local function state_cas()
+    local cur = tonumber(redis.call('HGET', KEYS[1], 'version') or '0') or 0
+    if cur ~= tonumber(ARGV[3]) then
+        return redis.call('HGETALL', KEYS[1])
+    end
+    redis.call('DEL', KEYS[1])
+    redis.call('HSET', KEYS[1], 'version', I(cur + 1), unpack(ARGV, 5))
+    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+    return cur + 1
+end
+
 -- implicit: the decision for an implicit identity (one no configured
 -- account matches), with the same algorithm as decide, but all of it in ONE
 -- hash and nothing else: no evidence keys, no distinct zset, no warn
@@ -705,4 +723,5 @@ if mode == 'implicit' then return implicit() end
 if mode == 'iusage' then return iusage() end
 if mode == 'usage' then return usage() end
 if mode == 'lock' then return lock() end
+if mode == 'state_cas' then return state_cas() end
 return redis.error_reply('ERR sg_decide: unknown mode')

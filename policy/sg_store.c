@@ -192,6 +192,21 @@ int sg_store_state_set(sg_store_t *st, const char *account, const struct sg_acco
     return st->ops->state_set(st->be, account, in);
 }
 
+int sg_store_state_cas(sg_store_t *st, const char *account, uint64_t expect_version,
+                       const struct sg_account_state *next, struct sg_account_state *cur)
+{
+    struct sg_account_state tmp;
+
+    if (account == NULL || next == NULL)
+        return -1;
+    if (cur == NULL)
+        cur = &tmp;
+    memset(cur, 0, sizeof(*cur));
+    cur->ticket = -1;
+    snprintf(cur->phase, sizeof(cur->phase), "ok");
+    return st->ops->state_cas(st->be, account, expect_version, next, cur);
+}
+
 int sg_store_lock(sg_store_t *st, const char *name, const char *owner, uint64_t ttl_ms)
 {
     if (name == NULL || owner == NULL || owner[0] == '\0')

@@ -87,8 +87,11 @@ struct sg_usage {
     uint64_t used[SG_UNIT_COUNT];
 };
 
-/* The shared state of an account (block workflow). */
+/* The shared state of an account (block workflow). The workflow module
+ * (workflow/sg_workflow.h) owns what phase means; the store keeps it and
+ * applies a change only atomically (sg_store_state_cas). */
 struct sg_account_state {
+    uint64_t version;             /* bumped by each applied change; 0 = never written */
     bool blocked;                 /* lockdown on */
     int64_t ticket;               /* spamTicketNumber, -1 when none */
     int64_t since_ms;             /* when the current state began */
@@ -153,6 +156,15 @@ int sg_store_reset(sg_store_t *st, const char *account);
 /* Account state; a missing state reads as ok (blocked=false, ticket=-1). */
 int sg_store_state_get(sg_store_t *st, const char *account, struct sg_account_state *out);
 int sg_store_state_set(sg_store_t *st, const char *account, const struct sg_account_state *in);
+/* Compare and set: write `next` (its version field is ignored) only if the
+ * stored state's version is still expect_version (0: nothing stored yet,
+ * or a state written before versions existed). 1: applied, the stored
+ * version is now expect_version + 1 (also set in *cur when cur is not
+ * NULL); 0: lost the race, nothing written, *cur (if not NULL) holds the
+ * state that won, to re-decide from; -1: store error (outcome unknown for
+ * Redis: re-read). */
+int sg_store_state_cas(sg_store_t *st, const char *account, uint64_t expect_version,
+                       const struct sg_account_state *next, struct sg_account_state *cur);
 
 /* Redis-era additions */
 

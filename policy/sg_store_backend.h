@@ -19,6 +19,9 @@ struct sg_store_ops {
     int (*reset)(void *be, const char *account);
     int (*state_get)(void *be, const char *account, struct sg_account_state *out);
     int (*state_set)(void *be, const char *account, const struct sg_account_state *in);
+    /* 1 applied, 0 lost (cur filled, pre-set to the missing state), -1 */
+    int (*state_cas)(void *be, const char *account, uint64_t expect_version,
+                     const struct sg_account_state *next, struct sg_account_state *cur);
     int (*lock)(void *be, const char *name, const char *owner, uint64_t ttl_ms);
     int (*evidence_json)(void *be, const char *account, char **json_out);
     int (*held_add)(void *be, const char *account, const char *relay, const char *qid);

@@ -678,10 +678,38 @@ static int mem_state_set(void *be, const char *account, const struct sg_account_
 
     pthread_mutex_lock(&m->lock);
     x = extra_of(lookup(m, 'a', account, 1));
-    if (x != NULL)
+    if (x != NULL) {
+        uint64_t v = x->state.version;
         x->state = *in;
+        x->state.version = v + 1;
+    }
     pthread_mutex_unlock(&m->lock);
     return x != NULL ? 0 : -1;
+}
+
+static int mem_state_cas(void *be, const char *account, uint64_t expect_version,
+                         const struct sg_account_state *next, struct sg_account_state *cur)
+{
+    struct sg_store_memory *m = be;
+    struct extra *x;
+    int rc;
+
+    pthread_mutex_lock(&m->lock);
+    x = extra_of(lookup(m, 'a', account, 1));
+    if (x == NULL) {
+        rc = -1;
+    } else if (x->state.version != expect_version) {
+        if (x->state.version != 0)
+            *cur = x->state;
+        rc = 0;
+    } else {
+        x->state = *next;
+        x->state.version = expect_version + 1;
+        *cur = x->state;
+        rc = 1;
+    }
+    pthread_mutex_unlock(&m->lock);
+    return rc;
 }
 
 /* Locks share the table: entries of type 'l', never swept. */
@@ -816,6 +844,7 @@ const struct sg_store_ops sg_store_memory_ops = {
     .reset = mem_reset,
     .state_get = mem_state_get,
     .state_set = mem_state_set,
+    .state_cas = mem_state_cas,
     .lock = mem_lock,
     .evidence_json = mem_evidence_json,
     .held_add = mem_held_add,

@@ -1505,23 +1505,10 @@ static void copy_field(char *dst, size_t dstsize, const redisReply *v)
     snprintf(dst, dstsize, "%.*s", (int)(v->len < dstsize ? v->len : dstsize - 1), v->str);
 }
 
-static enum job_rc state_get_job(struct sg_store_redis *r, redisContext *c, void *arg,
-                                 char *err, size_t errlen)
+/* An HGETALL reply of a state hash into *s (fields not there keep their
+ * value). */
+static void parse_state(const redisReply *rep, struct sg_account_state *s)
 {
-    struct state_job *j = arg;
-    enum job_rc rc = J_OK;
-    redisReply *rep = commandv(c, &rc, 2, "HGETALL", j->key);
-    struct sg_account_state *s = j->out;
-
-    (void)r;
-    if (rep == NULL)
-        return rc;
-    if (rep->type != REDIS_REPLY_ARRAY) {
-        snprintf(err, errlen, "hgetall: %s", rep->type == REDIS_REPLY_ERROR ? rep->str : "?");
-        rc = rep->type == REDIS_REPLY_ERROR ? reply_error(rep) : J_ERR;
-        freeReplyObject(rep);
-        return rc;
-    }
     for (size_t i = 0; i + 1 < rep->elements; i += 2) {
         const redisReply *f = rep->element[i], *v = rep->element[i + 1];
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
@@ -1534,6 +1521,8 @@ static enum job_rc state_get_job(struct sg_store_redis *r, redisContext *c, void
             s->since_ms = strtoll(v->str, NULL, 10);
         else if (strcmp(f->str, "checked_ms") == 0)
             s->checked_ms = strtoll(v->str, NULL, 10);
+        else if (strcmp(f->str, "version") == 0)
+            s->version = strtoull(v->str, NULL, 10);
         else if (strcmp(f->str, "state") == 0)
             copy_field(s->state, sizeof(s->state), v);
         else if (strcmp(f->str, "phase") == 0)
@@ -1541,6 +1530,25 @@ static enum job_rc state_get_job(struct sg_store_redis *r, redisContext *c, void
         else if (strcmp(f->str, "note") == 0)
             copy_field(s->note, sizeof(s->note), v);
     }
+}
+
+static enum job_rc state_get_job(struct sg_store_redis *r, redisContext *c, void *arg,
+                                 char *err, size_t errlen)
+{
+    struct state_job *j = arg;
+    enum job_rc rc = J_OK;
+    redisReply *rep = commandv(c, &rc, 2, "HGETALL", j->key);
+
+    (void)r;
+    if (rep == NULL)
+        return rc;
+    if (rep->type != REDIS_REPLY_ARRAY) {
+        snprintf(err, errlen, "hgetall: %s", rep->type == REDIS_REPLY_ERROR ? rep->str : "?");
+        rc = rep->type == REDIS_REPLY_ERROR ? reply_error(rep) : J_ERR;
+        freeReplyObject(rep);
+        return rc;
+    }
+    parse_state(rep, j->out);
     freeReplyObject(rep);
     return J_OK;
 }
@@ -1559,6 +1567,27 @@ int sg_store_redis_state_get(struct sg_store_redis *r, const char *account,
     account_tag(tag, account);
     snprintf(j.key, sizeof(j.key), "%s{%s}:state", r->prefix, tag);
     return run(r, state_get_job, &j);
+}
+
+/* The state's fields as HSET pairs (without "version"). */
+static void args_state(struct args *a, const char *account, const struct sg_account_state *in)
+{
+    args_addz(a, "blocked");
+    args_addz(a, in->blocked ? "1" : "0");
+    args_addz(a, "ticket");
+    args_fmt(a, "%" PRId64, in->ticket);
+    args_addz(a, "since_ms");
+    args_fmt(a, "%" PRId64, in->since_ms);
+    args_addz(a, "checked_ms");
+    args_fmt(a, "%" PRId64, in->checked_ms);
+    args_addz(a, "state");
+    args_add(a, in->state, strnlen(in->state, sizeof(in->state)));
+    args_addz(a, "phase");
+    args_add(a, in->phase, strnlen(in->phase, sizeof(in->phase)));
+    args_addz(a, "note");
+    args_add(a, in->note, strnlen(in->note, sizeof(in->note)));
+    args_addz(a, "account");
+    args_addz(a, account);
 }
 
 static enum job_rc state_set_job(struct sg_store_redis *r, redisContext *c, void *arg,
@@ -1617,22 +1646,7 @@ int sg_store_redis_state_set(struct sg_store_redis *r, const char *account,
     snprintf(j.key, sizeof(j.key), "%s{%s}:state", r->prefix, tag);
     args_addz(&j.a, "HSET");
     args_addz(&j.a, j.key);
-    args_addz(&j.a, "blocked");
-    args_addz(&j.a, in->blocked ? "1" : "0");
-    args_addz(&j.a, "ticket");
-    args_fmt(&j.a, "%" PRId64, in->ticket);
-    args_addz(&j.a, "since_ms");
-    args_fmt(&j.a, "%" PRId64, in->since_ms);
-    args_addz(&j.a, "checked_ms");
-    args_fmt(&j.a, "%" PRId64, in->checked_ms);
-    args_addz(&j.a, "state");
-    args_add(&j.a, in->state, strnlen(in->state, sizeof(in->state)));
-    args_addz(&j.a, "phase");
-    args_add(&j.a, in->phase, strnlen(in->phase, sizeof(in->phase)));
-    args_addz(&j.a, "note");
-    args_add(&j.a, in->note, strnlen(in->note, sizeof(in->note)));
-    args_addz(&j.a, "account");
-    args_addz(&j.a, account);
+    args_state(&j.a, account, in);
     if (j.a.oom) {
         args_free(&j.a);
         return -1;
@@ -1640,6 +1654,71 @@ int sg_store_redis_state_set(struct sg_store_redis *r, const char *account,
     rc = run(r, state_set_job, &j);
     args_free(&j.a);
     return rc;
+}
+
+struct cas_job {
+    struct args a;
+    uint64_t expect;
+    struct sg_account_state *cur;
+    int result;
+};
+
+static enum job_rc state_cas_job(struct sg_store_redis *r, redisContext *c, void *arg,
+                                 char *err, size_t errlen)
+{
+    struct cas_job *j = arg;
+    enum job_rc rc = J_OK;
+    redisReply *rep = eval(r, c, &j->a, &rc, err, errlen);
+
+    if (rep == NULL)
+        return rc;
+    if (rep->type == REDIS_REPLY_INTEGER) {
+        j->cur->version = (uint64_t)rep->integer;
+        j->result = 1;
+    } else if (rep->type == REDIS_REPLY_ARRAY) {
+        parse_state(rep, j->cur);
+        j->result = 0;
+    } else {
+        snprintf(err, errlen, "state cas: unexpected reply");
+        freeReplyObject(rep);
+        return J_ERR;
+    }
+    freeReplyObject(rep);
+    return J_OK;
+}
+
+int sg_store_redis_state_cas(struct sg_store_redis *r, const char *account,
+                             uint64_t expect_version, const struct sg_account_state *next,
+                             struct sg_account_state *cur)
+{
+    struct cas_job j = { .expect = expect_version, .cur = cur, .result = -1 };
+    char tag[41];
+    int rc;
+
+    if (account == NULL || next == NULL || cur == NULL)
+        return -1;
+    account_tag(tag, account);
+    args_eval_head(&j.a, r, 1);
+    args_fmt(&j.a, "%s{%s}:state", r->prefix, tag);
+    args_addz(&j.a, "state_cas");
+    args_add(&j.a, "", 0);
+    args_u64(&j.a, expect_version);
+    args_u64(&j.a, STATE_TTL_MS);
+    args_state(&j.a, account, next);
+    if (j.a.oom) {
+        args_free(&j.a);
+        return -1;
+    }
+    rc = run(r, state_cas_job, &j);
+    args_free(&j.a);
+    if (rc < 0)
+        return -1;
+    if (j.result == 1) {
+        uint64_t v = cur->version;
+        *cur = *next;
+        cur->version = v;
+    }
+    return j.result;
 }
 
 /* --- leader lock ------------------------------------------------------------ */

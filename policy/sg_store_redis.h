@@ -37,6 +37,9 @@ int sg_store_redis_usage(struct sg_store_redis *r, const char *account,
 int sg_store_redis_reset(struct sg_store_redis *r, const char *account);
 int sg_store_redis_state_get(struct sg_store_redis *r, const char *account,
                              struct sg_account_state *out);
+int sg_store_redis_state_cas(struct sg_store_redis *r, const char *account,
+                             uint64_t expect_version, const struct sg_account_state *next,
+                             struct sg_account_state *cur);
 int sg_store_redis_state_set(struct sg_store_redis *r, const char *account,
                              const struct sg_account_state *in);
 int sg_store_redis_lock(struct sg_store_redis *r, const char *name,

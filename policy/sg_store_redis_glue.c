@@ -36,6 +36,12 @@ static int r_state_set(void *be, const char *account, const struct sg_account_st
     return sg_store_redis_state_set(be, account, in);
 }
 
+static int r_state_cas(void *be, const char *account, uint64_t expect_version,
+                       const struct sg_account_state *next, struct sg_account_state *cur)
+{
+    return sg_store_redis_state_cas(be, account, expect_version, next, cur);
+}
+
 static int r_lock(void *be, const char *name, const char *owner, uint64_t ttl_ms)
 {
     return sg_store_redis_lock(be, name, owner, ttl_ms);
@@ -81,6 +87,7 @@ const struct sg_store_ops sg_store_redis_ops = {
     .reset = r_reset,
     .state_get = r_state_get,
     .state_set = r_state_set,
+    .state_cas = r_state_cas,
     .lock = r_lock,
     .evidence_json = r_evidence_json,
     .held_add = r_held_add,
