@@ -186,6 +186,48 @@ int sg_store_lock(sg_store_t *st, const char *name, const char *owner, uint64_t 
  * since the epoch. 0, or -1 on a store error. */
 int sg_store_evidence_json(sg_store_t *st, const char *account, char **json_out);
 
+/* The evidence recorded for an account, typed (what sg_store_evidence_json
+ * says, without JSON): strings are malloc'd, never NULL ("" when the store
+ * had nothing), already UTF-8-clean; free with sg_evidence_report_free. */
+struct sg_ev_seen {               /* a client IP, a mailer or a recipient domain */
+    char *value;
+    uint64_t count;
+    int64_t first_seen_ms;        /* -1 unknown (always for domains) */
+};
+struct sg_ev_hour {
+    int64_t hour;                 /* unix time / 3600 */
+    uint64_t messages, recipients, refused;
+};
+struct sg_ev_mismatch {           /* a From: domain that is not the account's */
+    int64_t t_ms;
+    char *qid, *identity, *from_domain, *ip;
+};
+enum sg_ev_action { SG_EV_OK, SG_EV_OVER, SG_EV_LOCKDOWN };
+struct sg_ev_msg {                /* one decided message */
+    int64_t t_ms;
+    char *qid, *ip, *identity, *msgid, *mailer, *relay;
+    uint64_t rcpts, size;
+    enum sg_ev_action action;
+    bool charged;
+};
+struct sg_evidence_report {
+    int64_t last_seen_ms;         /* -1 never */
+    struct sg_ev_seen *ips, *mailers, *domains;
+    size_t nips, nmailers, ndomains;
+    uint64_t from_mismatch;
+    struct sg_ev_mismatch *mismatches;     /* newest first */
+    size_t nmismatches;
+    struct sg_ev_hour *hours;     /* the hours with traffic, oldest first */
+    size_t nhours;
+    struct sg_ev_msg *recent;     /* newest first */
+    size_t nrecent;
+};
+/* 0 (an account with no record gives an empty report, last_seen_ms -1), or
+ * -1 on a store error. The memory store records no evidence: an empty
+ * report. */
+int sg_store_evidence_get(sg_store_t *st, const char *account, struct sg_evidence_report *out);
+void sg_evidence_report_free(struct sg_evidence_report *r);
+
 /* Mail held because the account is locked down, by relay: the queue ids a
  * relay must release (release_command) once the account is unblocked.
  * list returns a malloc'd array of malloc'd strings (sg_store_strv_free).
