@@ -64,18 +64,16 @@ int sg_ctl_limits(sg_conf_t *conf, int argc, char **argv)
         return 64;
     }
     if (argc == 2) {
-        char id[SG_ADDR_MAX + 1];
-        const struct sg_account *a;
+        struct sg_resolved r;
 
-        sg_policy_normalize(s, argv[1], id);
-        a = sg_policy_account(s, id);
-        if (a == NULL) {
-            printf("%s: no configured account: its own implicit account, default limits\n", id);
-            print_limits(s->limits, s->nlimits);
-        } else {
-            printf("%s: account %s (%s)\n", id, a->address, sg_offer_name(a->offer));
-            print_limits(a->limits, a->nlimits);
-        }
+        sg_policy_resolve(s, argv[1], NULL, &r);
+        if (r.acct == NULL)
+            printf("%s: no configured account: its own implicit account, default limits\n",
+                   r.identity);
+        else
+            printf("%s: account %s (%s)\n", r.identity, r.acct->address,
+                   sg_offer_name(r.acct->offer));
+        print_limits(r.limits, r.nlimits);
         return 0;
     }
     printf("default (any sender without a configured account):\n");

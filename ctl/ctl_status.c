@@ -37,20 +37,6 @@ sg_store_t *sg_ctl_store_open(const struct sg_settings *s, const char *what)
     return st;
 }
 
-/* The account an argument names: a configured address, or an identity. */
-static void resolve(const struct sg_settings *s, const char *arg, char *account,
-                    const struct sg_limit **limits, size_t *nlimits)
-{
-    char id[SG_ADDR_MAX + 1];
-    const struct sg_account *a;
-
-    sg_policy_normalize(s, arg, id);
-    a = sg_policy_account(s, id);
-    snprintf(account, SG_ADDR_MAX + 1, "%s", a ? a->address : id);
-    *limits = a ? a->limits : s->limits;
-    *nlimits = a ? a->nlimits : s->nlimits;
-}
-
 static json_t *account_json(sg_store_t *st, const char *account,
                             const struct sg_limit *limits, size_t nlimits, int *err)
 {
@@ -279,12 +265,10 @@ int sg_ctl_status(sg_conf_t *conf, int argc, char **argv)
     if (sg_ctl_password_pending(conf, st, only, as_json ? stderr : stdout) != 0)
         err_pending = 1;
     if (only != NULL) {
-        char account[SG_ADDR_MAX + 1];
-        const struct sg_limit *limits;
-        size_t n;
+        struct sg_resolved r;
 
-        resolve(s, only, account, &limits, &n);
-        json_array_append_new(all, account_json(st, account, limits, n, &err));
+        sg_policy_resolve(s, only, NULL, &r);   /* a configured address, or an identity */
+        json_array_append_new(all, account_json(st, r.account, r.limits, r.nlimits, &err));
     } else {
         for (size_t i = 0; i < s->naccounts; i++)
             json_array_append_new(all, account_json(st, s->accounts[i].address,
@@ -313,9 +297,7 @@ int sg_ctl_status(sg_conf_t *conf, int argc, char **argv)
 int sg_ctl_reset(sg_conf_t *conf, int argc, char **argv)
 {
     const struct sg_settings *s = sg_conf_settings(conf);
-    char account[SG_ADDR_MAX + 1];
-    const struct sg_limit *limits;
-    size_t n;
+    struct sg_resolved r;
     sg_store_t *st;
     int rc;
 
@@ -325,13 +307,13 @@ int sg_ctl_reset(sg_conf_t *conf, int argc, char **argv)
     }
     if ((st = sg_ctl_store_open(s, "reset")) == NULL)
         return EX_UNAVAILABLE_;
-    resolve(s, argv[1], account, &limits, &n);
-    rc = sg_store_reset(st, account);
+    sg_policy_resolve(s, argv[1], NULL, &r);
+    rc = sg_store_reset(st, r.account);
     sg_store_free(st);
     if (rc != 0) {
-        fprintf(stderr, "sendguardctl: reset %s failed (is Redis up?)\n", account);
+        fprintf(stderr, "sendguardctl: reset %s failed (is Redis up?)\n", r.account);
         return EX_UNAVAILABLE_;
     }
-    printf("%s: counters reset\n", account);
+    printf("%s: counters reset\n", r.account);
     return 0;
 }

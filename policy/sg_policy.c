@@ -200,6 +200,20 @@ const struct sg_account *sg_policy_account(const struct sg_settings *s, const ch
     return NULL;
 }
 
+void sg_policy_resolve(const struct sg_settings *s, const char *login, const char *envfrom,
+                       struct sg_resolved *r)
+{
+    if (login != NULL && login[0] != '\0')
+        sg_policy_normalize(s, login, r->identity);
+    else
+        sg_policy_sender(s, envfrom, r->identity);
+    r->acct = sg_policy_account(s, r->identity);
+    snprintf(r->account, sizeof(r->account), "%s", r->acct ? r->acct->address : r->identity);
+    r->limits = r->acct ? r->acct->limits : s->limits;
+    r->nlimits = r->acct ? r->acct->nlimits : s->nlimits;
+    r->observe = r->acct ? r->acct->observe : s->observe;
+}
+
 uint64_t sg_policy_rcpt_hash(const char *rcpt)
 {
     return fnv64(rcpt, strlen(rcpt));
@@ -360,6 +374,7 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
 {
     const struct sg_settings *s = sg_conf_settings(conf);
     const struct sg_limit *limits;
+    struct sg_resolved who;
     uint64_t stack_h[DISTINCT_STACK], *h = stack_h;
     struct sg_charge charge = { .units = { 0 } };
     struct sg_evidence ev = { 0 };
@@ -373,17 +388,15 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
 
     memset(v, 0, sizeof(*v));
     v->store_ms = -1;
-    if (req->auth_authen != NULL && req->auth_authen[0] != '\0')
-        sg_policy_normalize(s, req->auth_authen, v->identity);
-    else
-        sg_policy_sender(s, req->envfrom, v->identity);
-    v->acct = sg_policy_account(s, v->identity);
-    snprintf(v->account, sizeof(v->account), "%s", v->acct ? v->acct->address : v->identity);
-    limits = v->acct ? v->acct->limits : s->limits;
-    nlimits = v->acct ? v->acct->nlimits : s->nlimits;
+    sg_policy_resolve(s, req->auth_authen, req->envfrom, &who);
+    memcpy(v->identity, who.identity, sizeof(v->identity));
+    memcpy(v->account, who.account, sizeof(v->account));
+    v->acct = who.acct;
+    limits = who.limits;
+    nlimits = who.nlimits;
     v->allowed = allowed(s, v->identity);
     v->store = "none";
-    observe = v->acct ? v->acct->observe : s->observe;
+    observe = who.observe;
     /* observe mode accepts what it would refuse: charge it, so the counts
      * (and suggest-limits) see the real traffic */
     charge_all = s->strict || v->allowed || observe;

@@ -73,6 +73,27 @@ bool sg_policy_match(const char *pattern, const char *identity);
 /* Identity → configured account (first whose senders match) or NULL. */
 const struct sg_account *sg_policy_account(const struct sg_settings *s, const char *identity);
 
+/* Who is charged, and under which limits: what sg_policy_resolve finds. */
+struct sg_resolved {
+    char identity[SG_ADDR_MAX + 1];   /* normalised login or sender */
+    char account[SG_ADDR_MAX + 1];    /* acct->address, or the identity itself */
+    const struct sg_account *acct;    /* configured account, or NULL (implicit) */
+    const struct sg_limit *limits;    /* the account's, or the default limits */
+    size_t nlimits;
+    int observe;                      /* mode: the account's, or the top-level one */
+};
+
+/* sg_policy_resolve - identity → account → limits, the one way the daemon
+ * and every sendguardctl command map a sender to what it is charged to.
+ * The identity is the login when login is neither NULL nor empty
+ * (sg_policy_normalize), else the envelope sender envfrom
+ * (sg_policy_sender: SRS, BATV, VERP undone); the account is the first
+ * configured one whose senders match it (sg_policy_account), else the
+ * identity's own implicit account. sendguardctl passes its ACCOUNT or
+ * IDENTITY argument as login: an address or login as written. */
+void sg_policy_resolve(const struct sg_settings *s, const char *login, const char *envfrom,
+                       struct sg_resolved *r);
+
 /* 64-bit hash of a normalised recipient (for distinct_recipients). */
 uint64_t sg_policy_rcpt_hash(const char *rcpt);
 

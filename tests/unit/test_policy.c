@@ -278,6 +278,39 @@ static void test_flood_bound_and_rewrites(void **state)
     sg_conf_unref(c);
 }
 
+/* sg_policy_resolve: the one mapping identity → account → limits the
+ * daemon (login, else sender) and sendguardctl (argument as login) share. */
+static void test_resolve(void **state)
+{
+    const struct sg_settings *s = sg_conf_settings(conf);
+    struct sg_resolved r;
+
+    (void)state;
+    sg_policy_resolve(s, "JDoe", "<anything@elsewhere.com>", &r);   /* login wins */
+    assert_string_equal(r.identity, "jdoe");
+    assert_string_equal(r.account, "sales@example.com");
+    assert_ptr_equal(r.acct, &s->accounts[0]);
+    assert_ptr_equal(r.limits, s->accounts[0].limits);
+    assert_int_equal(r.nlimits, 1);
+    assert_string_equal(r.limits[0].name, "burst");
+    assert_int_equal(r.observe, 0);
+    sg_policy_resolve(s, "", "<Printer@Sales.Example.COM>", &r);    /* empty login: sender */
+    assert_string_equal(r.identity, "printer@sales.example.com");
+    assert_string_equal(r.account, "sales@example.com");
+    sg_policy_resolve(s, NULL, "<trial@example.com>", &r);
+    assert_string_equal(r.account, "trial@example.com");
+    assert_int_equal(r.observe, 1);                              /* the account's mode */
+    sg_policy_resolve(s, "Stranger@Else.ORG", NULL, &r);        /* implicit account */
+    assert_null(r.acct);
+    assert_string_equal(r.account, "stranger@else.org");
+    assert_string_equal(r.identity, r.account);
+    assert_ptr_equal(r.limits, s->limits);
+    assert_int_equal(r.nlimits, s->nlimits);
+    assert_string_equal(r.limits[0].name, "hourly");
+    sg_policy_resolve(s, NULL, NULL, &r);                        /* no sender at all */
+    assert_string_equal(r.account, "<>");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -288,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_lockdown),
         cmocka_unit_test(test_observe),
         cmocka_unit_test(test_flood_bound_and_rewrites),
+        cmocka_unit_test(test_resolve),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
