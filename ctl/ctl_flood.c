@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "sg_log.h"
+#include "sg_time.h"
 
 #define EX_USAGE_ 64
 #define EX_UNAVAILABLE_ 69
@@ -85,12 +86,11 @@ int sg_ctl_report_flood(sg_conf_t *conf, int argc, char **argv)
                (long long)json_integer_value(json_object_get(root, "new")));
         printf("  hour (UTC)        messages  new identities\n");
         json_array_foreach(json_object_get(root, "hours"), i, h) {
-            time_t t = (time_t)json_integer_value(json_object_get(h, "hour")) * 3600;
-            struct tm tm;
             char when[32];
 
-            gmtime_r(&t, &tm);
-            strftime(when, sizeof(when), "%Y-%m-%d %H:00", &tm);
+            sg_time_utc(when, sizeof(when),
+                        (int64_t)json_integer_value(json_object_get(h, "hour")) * 3600000,
+                        "%Y-%m-%d %H:00");
             printf("  %s  %9lld  %14lld\n", when,
                    (long long)json_integer_value(json_object_get(h, "messages")),
                    (long long)json_integer_value(json_object_get(h, "new")));

@@ -29,6 +29,7 @@
 
 #include "ctl.h"
 #include "sg_ovh.h"
+#include "sg_time.h"
 
 #define EX_OK_ 0
 #define EX_BLOCKED 2              /* Nagios CRITICAL */
@@ -339,7 +340,7 @@ static int cmd_credential_check(sg_conf_t *conf, bool json)
     json_t *needed = sg_ovh_access_rules(offers_in_use(s));
     json_t *missing = sg_ovh_rules_missing(cur.rules, needed);
     bool validated = strcmp(cur.status, "validated") == 0;
-    int64_t left = cur.expires_ms >= 0 ? cur.expires_ms - (int64_t)time(NULL) * 1000 : -1;
+    int64_t left = cur.expires_ms >= 0 ? cur.expires_ms - sg_time_real_ms() : -1;
     bool expiring = cur.expires_ms >= 0 && left < WEEK_MS;
     if (!validated || json_array_size(missing) > 0 || expiring)
         rc = EX_BLOCKED;

@@ -17,6 +17,7 @@
 #include "sg_block.h"
 #include "sg_log.h"
 #include "sg_ovh.h"
+#include "sg_time.h"
 
 #define EX_UNAVAILABLE_ 69
 
@@ -96,7 +97,7 @@ static void follow_ticket(const struct sg_settings *s, sg_store_t *st, const cha
     const struct sg_account *a = NULL;
     struct sg_block_case bc;
     struct sg_ovh_err e;
-    int64_t now = (int64_t)sg_clock_realtime_ms(NULL);
+    int64_t now = sg_time_real_ms();
 
     for (size_t i = 0; i < s->naccounts; i++)
         if (strcmp(s->accounts[i].address, account) == 0)
@@ -166,15 +167,13 @@ static void print_evidence(const json_t *ev)
     printf("  last messages:\n");
     json_array_foreach(recent, i, m) {
         char when[32], a[300], b[300];
-        time_t t = (time_t)(json_integer_value(json_object_get(m, "t")) / 1000);
-        struct tm tm;
         const char *qid = json_string_value(json_object_get(m, "qid"));
         const char *id = json_string_value(json_object_get(m, "identity"));
 
         if (i == 5)
             break;
-        gmtime_r(&t, &tm);
-        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+        sg_time_utc(when, sizeof(when), (int64_t)json_integer_value(json_object_get(m, "t")),
+                    "%Y-%m-%d %H:%M:%S");
         printf("    %s qid=%s identity=<%s> ip=%s rcpts=%lld size=%lld %s\n", when,
                sg_log_esc(a, sizeof(a), qid), sg_log_esc(b, sizeof(b), id),
                json_string_value(json_object_get(m, "ip")) ?

@@ -23,6 +23,7 @@
 
 #include "ctl.h"
 #include "sg_store.h"
+#include "sg_time.h"
 
 #define EX_USAGE_ 64
 #define EX_UNAVAILABLE_ 69
@@ -180,20 +181,12 @@ static void analyse(const struct hist *h, double headroom, uint64_t max_hourly,
 
 static void utc_day(int64_t day, char *buf, size_t size)
 {
-    time_t t = (time_t)(day * 86400);
-    struct tm tm;
-
-    gmtime_r(&t, &tm);
-    strftime(buf, size, "%Y-%m-%d", &tm);
+    sg_time_utc(buf, size, day * 86400000, "%Y-%m-%d");
 }
 
 static void utc_hour(int64_t hour, char *buf, size_t size)
 {
-    time_t t = (time_t)(hour * 3600);
-    struct tm tm;
-
-    gmtime_r(&t, &tm);
-    strftime(buf, size, "%Y-%m-%d %H:00", &tm);
+    sg_time_utc(buf, size, hour * 3600000, "%Y-%m-%d %H:00");
 }
 
 static void print_text(const struct suggestion *g)
@@ -313,7 +306,7 @@ int sg_ctl_suggest(sg_conf_t *conf, int argc, char **argv)
         if (only != NULL && strcmp(only, acct) != 0)
             continue;
         found = true;
-        if (load_hist(st, acct, (int)days, (int64_t)(time(NULL) / 3600), &h) != 0) {
+        if (load_hist(st, acct, (int)days, sg_time_real_ms() / 3600000, &h) != 0) {
             fprintf(stderr, "sendguardctl: suggest-limits: cannot read the counts of %s\n", acct);
             rc = EX_UNAVAILABLE_;
             continue;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "sg_log.h"
+#include "sg_time.h"
 
 #define NBUCKETS 13
 static const double bucket_le[NBUCKETS] = {   /* seconds */
@@ -232,7 +233,6 @@ static void accounts(FILE *f, const struct sg_settings *s, sg_store_t *st, const
 static void expose(FILE *f, const struct sg_settings *s)
 {
     size_t n = atomic_load(&M.nseries);
-    struct timespec ts;
 
     fprintf(f, "# HELP sendguard_build_info The running sendguard.\n"
                "# TYPE sendguard_build_info gauge\n"
@@ -274,10 +274,10 @@ static void expose(FILE *f, const struct sg_settings *s)
                "sendguard_config_reloads_total{result=\"failed\"} %lu\n",
             atomic_load(&M.reloads_ok), atomic_load(&M.reloads_failed));
     accounts(f, s, M.primary, M.relay);
-    clock_gettime(CLOCK_REALTIME, &ts);
     fprintf(f, "# HELP sendguard_metrics_written_timestamp_seconds When this file was written.\n"
                "# TYPE sendguard_metrics_written_timestamp_seconds gauge\n"
-               "sendguard_metrics_written_timestamp_seconds %lld\n", (long long)ts.tv_sec);
+               "sendguard_metrics_written_timestamp_seconds %lld\n",
+            (long long)(sg_time_real_ms() / 1000));
 }
 
 /* Write path atomically: a new file beside it, never through a symlink. */
@@ -340,13 +340,7 @@ static void *writer(void *arg)
         conf = sg_conf_current();
         iv = sg_conf_settings(conf)->metrics_interval_ms;
         sg_conf_unref(conf);
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += iv / 1000;
-        until.tv_nsec += (iv % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        until = sg_time_deadline(iv);
         pthread_mutex_lock(&M.mu);
         while (!M.stop && !M.wake &&
                pthread_cond_timedwait(&M.cv, &M.mu, &until) != ETIMEDOUT)

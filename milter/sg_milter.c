@@ -11,6 +11,7 @@
  * answered at end of message.
  */
 #include "sg_milter.h"
+#include "sg_time.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -86,13 +87,6 @@ static bool config_counts_bytes(const sg_conf_t *conf)
             if (s->accounts[a].limits[i].cap[SG_UNIT_BYTES])
                 return true;
     return false;
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 /* --- callbacks ----------------------------------------------------------- */
@@ -311,7 +305,7 @@ static sfsistat cb_eom(SMFICTX *ctx)
     struct sg_verdict v;
     struct msgctx *m;
     sfsistat rc = SMFIS_CONTINUE;
-    double t0 = now_ms();
+    double t0 = sg_time_mono_msf();
 
     if (c == NULL || c->m.conf == NULL)
         return SMFIS_TEMPFAIL;    /* end of message without MAIL */
@@ -360,8 +354,8 @@ static sfsistat cb_eom(SMFICTX *ctx)
     }
     if (v.lockdown && v.action == SG_ACT_HOLD && !v.observed)
         sg_jobs_held(v.account, m->qid);
-    log_verdict(m, c->ip, &v, now_ms() - t0);
-    sg_metrics_decision(&v, now_ms() - t0, v.store_ms);
+    log_verdict(m, c->ip, &v, sg_time_mono_msf() - t0);
+    sg_metrics_decision(&v, sg_time_mono_msf() - t0, v.store_ms);
     msg_reset(m);
     atomic_fetch_sub(&n_deciding, 1);
     return rc;

@@ -20,6 +20,7 @@
  */
 #include "sg_ovh_internal.h"
 #include "sg_log.h"
+#include "sg_time.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -70,18 +71,15 @@ enum kind { K_UNSIGNED, K_SIGNED, K_TOKEN };
 
 /* ---- small helpers -------------------------------------------------------- */
 
+/* Kept for sg_ovh_watch.c and sg_unblock.c until they call sg_time_*. */
 int64_t sg_ovh_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return sg_time_real_ms();
 }
 
 int64_t sg_ovh_mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return sg_time_mono_ms();
 }
 
 void sg_ovh_err_clear(struct sg_ovh_err *e)

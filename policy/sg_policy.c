@@ -8,6 +8,7 @@
  * bytes; none of them reaches the SMTP reply text.
  */
 #include "sg_policy.h"
+#include "sg_time.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -361,14 +362,6 @@ static bool caps_distinct(const struct sg_limit *l, size_t n)
     return false;
 }
 
-static double mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fallback,
                       const struct sg_request *req, struct sg_verdict *v)
 {
@@ -434,11 +427,11 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
     ev.msgid = req->msgid;
     ev.relay = req->relay;
 
-    t0 = mono_ms();
+    t0 = sg_time_mono_msf();
     if (sg_store_decide_flood(primary, v->account, limits, nlimits, &charge, &ev, charge_all,
                               (unsigned)s->flood_threshold, &r) == 0 &&
         r.status != SG_STORE_ERROR)
-        v->store_ms = mono_ms() - t0;
+        v->store_ms = sg_time_mono_msf() - t0;
     else {
         v->store_error = true;
         used_store = NULL;

@@ -6,6 +6,7 @@
  * one fprintf per line are atomic enough for line output).
  */
 #include "sg_log.h"
+#include "sg_time.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -52,14 +53,14 @@ void sg_log(int prio, const char *fmt, ...)
     va_end(ap);
     syslog(prio, "%s", line);
     if (atomic_load(&log_stderr)) {
-        struct timespec ts;
+        int64_t ms = sg_time_real_ms();
+        time_t sec = (time_t)(ms / 1000);
         struct tm tm;
         char stamp[32];
 
-        clock_gettime(CLOCK_REALTIME, &ts);
-        localtime_r(&ts.tv_sec, &tm);
+        localtime_r(&sec, &tm);
         strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-        fprintf(stderr, "%s.%03ld %s[%s]: %s\n", stamp, ts.tv_nsec / 1000000,
+        fprintf(stderr, "%s.%03ld %s[%s]: %s\n", stamp, (long)(ms % 1000),
                 log_ident, prio_name(prio), line);
     }
 }
@@ -127,14 +128,12 @@ char *sg_log_esc(char *dst, size_t dstsize, const char *src)
 
 bool sg_log_ratelimit(long *last, long interval_s)
 {
-    struct timespec ts;
-    long prev;
+    long now = (long)(sg_time_mono_ms() / 1000);
+    long prev = __atomic_load_n(last, __ATOMIC_RELAXED);
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    prev = __atomic_load_n(last, __ATOMIC_RELAXED);
-    if (prev != 0 && ts.tv_sec - prev < interval_s)
+    if (prev != 0 && now - prev < interval_s)
         return false;
-    return __atomic_compare_exchange_n(last, &prev, (long)ts.tv_sec, false,
+    return __atomic_compare_exchange_n(last, &prev, now, false,
                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 

@@ -22,6 +22,7 @@
 
 #include "sg_log.h"
 #include "sg_run.h"
+#include "sg_time.h"
 
 #define QID_MAX 32
 #define READ_LIMIT (SG_RELEASE_MAX_IDS * (QID_MAX + 1))
@@ -48,18 +49,11 @@ bool sg_release_qid_valid(const char *qid)
     return n >= 8 || (n >= 6 && hex);
 }
 
-static long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static int write_all(int fd, const char *p, size_t n, long deadline)
+static int write_all(int fd, const char *p, size_t n, int64_t deadline)
 {
     while (n > 0) {
         struct pollfd pf = { fd, POLLOUT, 0 };
-        long left = deadline - mono_ms();
+        int64_t left = deadline - sg_time_mono_ms();
         ssize_t w;
 
         if (left <= 0 || poll(&pf, 1, (int)left) <= 0) {
@@ -78,12 +72,12 @@ static int write_all(int fd, const char *p, size_t n, long deadline)
 }
 
 /* Read until EOF, limit bytes or the deadline. -1 on error/timeout/too big. */
-static int read_all(int fd, char *buf, size_t limit, size_t *len, long deadline)
+static int read_all(int fd, char *buf, size_t limit, size_t *len, int64_t deadline)
 {
     *len = 0;
     for (;;) {
         struct pollfd pf = { fd, POLLIN, 0 };
-        long left = deadline - mono_ms();
+        int64_t left = deadline - sg_time_mono_ms();
         ssize_t r;
 
         if (left <= 0 || poll(&pf, 1, (int)left) <= 0) {
@@ -111,7 +105,7 @@ int sg_release_ask(const char *path, const char *const *ids, size_t n, int timeo
                    char *out, size_t outlen)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    long deadline = mono_ms() + (long)timeout_s * 1000L;
+    int64_t deadline = sg_time_mono_ms() + (long)timeout_s * 1000L;
     char reply[512], *text = NULL;
     size_t len = 0, o = 0;
     int fd = -1, rc = -1;
@@ -166,7 +160,7 @@ static int answer(int out, const char *line)
     int n = snprintf(buf, sizeof(buf), "%s\n", line);
 
     return write_all(out, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1,
-                     mono_ms() + 5000);
+                     sg_time_mono_ms() + 5000);
 }
 
 int sg_release_serve(int in, int out, const char *const *argv, size_t nargv, const char *peer)
@@ -179,7 +173,7 @@ int sg_release_serve(int in, int out, const char *const *argv, size_t nargv, con
         answer(out, "ERR out of memory");
         return -1;
     }
-    if (read_all(in, buf, READ_LIMIT, &len, mono_ms() + HELPER_READ_S * 1000L) != 0) {
+    if (read_all(in, buf, READ_LIMIT, &len, sg_time_mono_ms() + HELPER_READ_S * 1000L) != 0) {
         sg_log(LOG_ERR, "release-helper: peer=%s: reading the queue ids: %s", peer,
                strerror(errno));
         snprintf(line, sizeof(line), "ERR reading the queue ids: %s", strerror(errno));

@@ -8,6 +8,7 @@
  * killed then, and reaping it is bounded too.
  */
 #include "sg_run.h"
+#include "sg_time.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,13 +30,6 @@
 const char *const sg_run_kept_env[] = {
     "PATH", "TZ", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", NULL,
 };
-
-static long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 static bool same_key(const char *a, const char *b)
 {
@@ -115,7 +109,7 @@ static void child(int in, int out, char **args, char **envp)
 /* Reap pid within ms milliseconds. true when reaped (*status set). */
 static bool reap(pid_t pid, int *status, long ms)
 {
-    long until = mono_ms() + ms;
+    int64_t until = sg_time_mono_ms() + ms;
 
     for (;;) {
         pid_t r = waitpid(pid, status, WNOHANG);
@@ -127,7 +121,7 @@ static bool reap(pid_t pid, int *status, long ms)
         }
         if (r < 0 && errno != EINTR)
             return false;
-        if (mono_ms() >= until)
+        if (sg_time_mono_ms() >= until)
             return false;
         poll(NULL, 0, 10);
     }
@@ -197,7 +191,7 @@ int sg_run(const char *const *argv, size_t n, const char *const *env, size_t nen
 {
     int in[2] = { -1, -1 }, out[2] = { -1, -1 }, status = 0;
     size_t inlen = input ? strlen(input) : 0, inoff = 0, outlen = 0;
-    long deadline = mono_ms() + (long)timeout_s * 1000L;
+    int64_t deadline = sg_time_mono_ms() + (long)timeout_s * 1000L;
     bool reaped = false, killed = false;
     char **args, **envp;
     pid_t pid;
@@ -253,7 +247,7 @@ int sg_run(const char *const *argv, size_t n, const char *const *env, size_t nen
      * first: a child may close its output and go on), or the deadline. */
     while (!reaped || out[0] >= 0) {
         struct pollfd p[2];
-        long left = deadline - mono_ms();
+        int64_t left = deadline - sg_time_mono_ms();
         nfds_t np = 0;
         int r, tick = (int)(left < TICK_MS ? left : TICK_MS);
 

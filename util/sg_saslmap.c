@@ -10,6 +10,7 @@
  */
 #include "sg_saslmap.h"
 #include "sg_run.h"
+#include "sg_time.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -190,9 +191,8 @@ int sg_saslmap_check(const char *path, const char *user, char *err, size_t errle
  * renamed a new map over it while we waited, take the new one. */
 static int lock_map(const char *path, struct stat *st, char *err, size_t errlen)
 {
-    struct timespec t0, t;
+    int64_t t0 = sg_time_mono_ms();
 
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
         struct stat now;
         int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
@@ -204,14 +204,12 @@ static int lock_map(const char *path, struct stat *st, char *err, size_t errlen)
             return -1;
         }
         while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-            clock_gettime(CLOCK_MONOTONIC, &t);
             if (errno != EWOULDBLOCK && errno != EINTR) {
                 snprintf(err, errlen, "%s: lock: %s", path, strerror(errno));
                 close(fd);
                 return -1;
             }
-            if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >
-                LOCK_WAIT_MS) {
+            if (sg_time_mono_ms() - t0 > LOCK_WAIT_MS) {
                 snprintf(err, errlen, "%s: still locked by another writer after %d s", path,
                          LOCK_WAIT_MS / 1000);
                 close(fd);
