@@ -14,8 +14,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SG_EX_CONFIG 78           /* sysexits.h EX_CONFIG */
-
 enum sg_action {
     SG_ACT_ACCEPT = 0,
     SG_ACT_WARN,

@@ -7,6 +7,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <sysexits.h>
 
 #include "ctl.h"
 #include "sg_policy.h"
@@ -61,7 +62,7 @@ int sg_ctl_limits(sg_conf_t *conf, int argc, char **argv)
 
     if (argc > 2) {
         fprintf(stderr, "usage: sendguardctl limits [ACCOUNT|IDENTITY]\n");
-        return 64;
+        return EX_USAGE;
     }
     if (argc == 2) {
         struct sg_resolved r;

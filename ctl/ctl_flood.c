@@ -13,13 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <time.h>
 
 #include "sg_log.h"
 #include "sg_time.h"
 
-#define EX_USAGE_ 64
-#define EX_UNAVAILABLE_ 69
 
 static void print_top(const char *title, json_t *list)
 {
@@ -59,17 +58,17 @@ int sg_ctl_report_flood(sg_conf_t *conf, int argc, char **argv)
             i++;
         } else {
             fprintf(stderr, "usage: sendguardctl report --flood [--json] [--since 24h]\n");
-            return EX_USAGE_;
+            return EX_USAGE;
         }
     }
     if ((st = sg_ctl_store_open(s, "report --flood")) == NULL)
-        return EX_UNAVAILABLE_;
+        return EX_UNAVAILABLE;
     rc = sg_store_flood_json(st, (unsigned)((since_ms + 3599999) / 3600000), &text);
     sg_store_free(st);
     if (rc != 0 || (root = json_loads(text, 0, &je)) == NULL) {
         fprintf(stderr, "sendguardctl: cannot read the flood summary from Redis\n");
         free(text);
-        return EX_UNAVAILABLE_;
+        return EX_UNAVAILABLE;
     }
     free(text);
     if (json) {

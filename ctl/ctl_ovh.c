@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -31,11 +32,9 @@
 #include "sg_ovh.h"
 #include "sg_time.h"
 
-#define EX_OK_ 0
-#define EX_BLOCKED 2              /* Nagios CRITICAL */
-#define EX_UNKNOWN 3              /* Nagios UNKNOWN */
-#define EX_FAIL 1
-#define EX_USAGE_ 64
+/* `ovh check` is also a Nagios plugin: its codes are Nagios's, not sysexits.h. */
+#define NAGIOS_CRITICAL 2         /* blocked, or the credential refused */
+#define NAGIOS_UNKNOWN  3
 
 static void usage(FILE *f)
 {
@@ -89,23 +88,23 @@ static int cmd_check(sg_conf_t *conf, int argc, char **argv)
     bool json = false;
     size_t n = 0, width = 8;
     struct row *rows;
-    int rc = EX_OK_;
+    int rc = EX_OK;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
             json = true;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
-            return EX_OK_;
+            return EX_OK;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "sendguardctl: ovh check: unknown option %s\n", argv[i]);
             usage(stderr);
-            return EX_USAGE_;
+            return EX_USAGE;
         }
     }
     if (!(rows = calloc(s->naccounts + (size_t)argc, sizeof(*rows)))) {
         fprintf(stderr, "sendguardctl: out of memory\n");
-        return EX_UNKNOWN;
+        return NAGIOS_UNKNOWN;
     }
     bool named = false;
     for (int i = 1; i < argc; i++) {
@@ -117,7 +116,7 @@ static int cmd_check(sg_conf_t *conf, int argc, char **argv)
             fprintf(stderr, "sendguardctl: ovh check: %s is not an OVHcloud account of %s\n",
                     argv[i], sg_conf_path(conf));
             free(rows);
-            return EX_UNKNOWN;
+            return NAGIOS_UNKNOWN;
         }
         rows[n++].a = a;
     }
@@ -129,7 +128,7 @@ static int cmd_check(sg_conf_t *conf, int argc, char **argv)
         fprintf(stderr, "sendguardctl: ovh check: no OVHcloud account in %s (accounts with an offer)\n",
                 sg_conf_path(conf));
         free(rows);
-        return EX_UNKNOWN;
+        return NAGIOS_UNKNOWN;
     }
 
     struct sg_ovh_err cerr;
@@ -155,9 +154,9 @@ static int cmd_check(sg_conf_t *conf, int argc, char **argv)
         if (l > width)
             width = l;
         if (rows[i].ok && rows[i].st.blocked)
-            rc = EX_BLOCKED;
-        else if (!rows[i].ok && rc != EX_BLOCKED)
-            rc = EX_UNKNOWN;
+            rc = NAGIOS_CRITICAL;
+        else if (!rows[i].ok && rc != NAGIOS_CRITICAL)
+            rc = NAGIOS_UNKNOWN;
     }
     if (json) {
         json_t *arr = json_array();
@@ -167,7 +166,7 @@ static int cmd_check(sg_conf_t *conf, int argc, char **argv)
         if (out)
             printf("%s\n", out);
         else
-            rc = EX_UNKNOWN;
+            rc = NAGIOS_UNKNOWN;
         free(out);
         json_decref(arr);
     } else {
@@ -221,21 +220,21 @@ static int cmd_accounts(sg_conf_t *conf, int argc, char **argv)
     size_t nall[4] = { 0 }, total = 0;
     struct sg_ovh_err err;
     char msg[1024];
-    int rc = EX_OK_;
+    int rc = EX_OK;
 
     if (argc > 1) {
         if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
             usage(stdout);
-            return EX_OK_;
+            return EX_OK;
         }
         fprintf(stderr, "sendguardctl: ovh accounts: unexpected argument %s\n", argv[1]);
         usage(stderr);
-        return EX_USAGE_;
+        return EX_USAGE;
     }
     sg_ovh_t *c = sg_ovh_open(s, &err);
     if (!c) {
         fprintf(stderr, "sendguardctl: ovh accounts: %s\n", sg_ovh_strerror(&err, msg, sizeof(msg)));
-        return EX_FAIL;
+        return EXIT_FAILURE;
     }
     size_t listed = 0;
     for (size_t k = 0; k < 4; k++) {
@@ -251,7 +250,7 @@ static int cmd_accounts(sg_conf_t *conf, int argc, char **argv)
     }
     sg_ovh_free(c);
     if (listed == 0) {
-        rc = EX_FAIL;
+        rc = EXIT_FAILURE;
         goto out;
     }
 
@@ -287,7 +286,7 @@ static int cmd_accounts(sg_conf_t *conf, int argc, char **argv)
     }
     printf("%s);\n", !printed ? " " : already ? " # already configured\n" : "\n");
     if (listed < 4)
-        rc = EX_FAIL;
+        rc = EXIT_FAILURE;
 out:
     for (size_t k = 0; k < 4; k++)
         sg_ovh_found_free(all[k], nall[k]);
@@ -317,7 +316,7 @@ static int cmd_credential_check(sg_conf_t *conf, bool json)
     struct sg_ovh_err err;
     char msg[1024];
     sg_ovh_t *c = sg_ovh_open(s, &err);
-    int rc = EX_OK_;
+    int rc = EX_OK;
 
     if (!c || sg_ovh_current_credential(c, &cur, &err) != 0) {
         sg_ovh_free(c);
@@ -334,7 +333,7 @@ static int cmd_credential_check(sg_conf_t *conf, bool json)
             printf("credential UNKNOWN %s\n", sg_ovh_strerror(&err, msg, sizeof(msg)));
         }
         /* A refused key is a finding (2); no answer at all is unknown (3). */
-        return sg_ovh_err_is_auth(&err) && err.rc == SG_OVH_E_API ? EX_BLOCKED : EX_UNKNOWN;
+        return sg_ovh_err_is_auth(&err) && err.rc == SG_OVH_E_API ? NAGIOS_CRITICAL : NAGIOS_UNKNOWN;
     }
     sg_ovh_free(c);
     json_t *needed = sg_ovh_access_rules(offers_in_use(s));
@@ -343,7 +342,7 @@ static int cmd_credential_check(sg_conf_t *conf, bool json)
     int64_t left = cur.expires_ms >= 0 ? cur.expires_ms - sg_time_real_ms() : -1;
     bool expiring = cur.expires_ms >= 0 && left < WEEK_MS;
     if (!validated || json_array_size(missing) > 0 || expiring)
-        rc = EX_BLOCKED;
+        rc = NAGIOS_CRITICAL;
     if (json) {
         json_t *o = json_pack("{s:s,s:b,s:o,s:o,s:O,s:O,s:O}", "status", cur.status,
                               "validated", validated,
@@ -414,35 +413,35 @@ static int cmd_credential(sg_conf_t *conf, int argc, char **argv)
             if (!*ip || strspn(ip, "0123456789abcdefABCDEF.:/") != strlen(ip)) {
                 fprintf(stderr, "sendguardctl: ovh credential: --allowed-ip takes an address or "
                                 "a block (192.0.2.10, 192.0.2.0/24, 2001:db8::/64)\n");
-                return EX_USAGE_;
+                return EX_USAGE;
             }
             ips[nips++] = ip;
         } else if (strcmp(argv[i], "--redirection") == 0 && i + 1 < argc) {
             redirection = argv[++i];
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
-            return EX_OK_;
+            return EX_OK;
         } else {
             fprintf(stderr, "sendguardctl: ovh credential: unexpected argument %s\n", argv[i]);
             usage(stderr);
-            return EX_USAGE_;
+            return EX_USAGE;
         }
     }
     if (check && (redirection || nips)) {
         fprintf(stderr, "sendguardctl: ovh credential: --check takes no --redirection nor --allowed-ip\n");
         usage(stderr);
-        return EX_USAGE_;
+        return EX_USAGE;
     }
     if (json && !check) {
         fprintf(stderr, "sendguardctl: ovh credential: --json goes with --check\n");
         usage(stderr);
-        return EX_USAGE_;
+        return EX_USAGE;
     }
     if (check)
         return cmd_credential_check(conf, json);
     if (redirection && strncmp(redirection, "https://", 8) != 0 && strncmp(redirection, "http://", 7) != 0) {
         fprintf(stderr, "sendguardctl: ovh credential: --redirection takes an http(s) URL\n");
-        return EX_USAGE_;
+        return EX_USAGE;
     }
     offers = offers_in_use(s);
 
@@ -450,13 +449,13 @@ static int cmd_credential(sg_conf_t *conf, int argc, char **argv)
     sg_ovh_creds_t *creds = sg_ovh_creds_load(s->ovh_credentials, s->ovh_endpoint, cerr, sizeof(cerr));
     if (!creds) {
         fprintf(stderr, "sendguardctl: ovh credential: %s\n", cerr);
-        return EX_FAIL;
+        return EXIT_FAILURE;
     }
     if (sg_ovh_creds_auth(creds) != SG_OVH_AUTH_SIGNED) {
         fprintf(stderr, "sendguardctl: ovh credential: these credentials are OAuth2 "
                         "(client_id/client_secret), which need no consumer key\n");
         sg_ovh_creds_free(creds);
-        return EX_FAIL;
+        return EXIT_FAILURE;
     }
     char endpoint[256], files[1024];
     snprintf(endpoint, sizeof(endpoint), "%s", sg_ovh_creds_endpoint(creds));
@@ -466,7 +465,7 @@ static int cmd_credential(sg_conf_t *conf, int argc, char **argv)
     if (!c || sg_ovh_credential_request(c, offers, redirection, ips, nips, &cr, &err) != 0) {
         fprintf(stderr, "sendguardctl: ovh credential: %s\n", sg_ovh_strerror(&err, msg, sizeof(msg)));
         sg_ovh_free(c);
-        return EX_FAIL;
+        return EXIT_FAILURE;
     }
     sg_ovh_free(c);
 
@@ -496,14 +495,14 @@ static int cmd_credential(sg_conf_t *conf, int argc, char **argv)
     }
     printf("Check it once validated: sendguardctl ovh credential --check\n");
     sg_ovh_credential_clear(&cr);
-    return EX_OK_;
+    return EX_OK;
 }
 
 int sg_ctl_ovh(sg_conf_t *conf, int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
-        return EX_USAGE_;
+        return EX_USAGE;
     }
     if (strcmp(argv[1], "check") == 0)
         return cmd_check(conf, argc - 1, argv + 1);
@@ -513,9 +512,9 @@ int sg_ctl_ovh(sg_conf_t *conf, int argc, char **argv)
         return cmd_credential(conf, argc - 1, argv + 1);
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         usage(stdout);
-        return EX_OK_;
+        return EX_OK;
     }
     fprintf(stderr, "sendguardctl: ovh: unknown subcommand '%s'\n", argv[1]);
     usage(stderr);
-    return EX_USAGE_;
+    return EX_USAGE;
 }

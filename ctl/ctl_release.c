@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -28,9 +29,6 @@
 #include "sg_log.h"
 #include "sg_release.h"
 
-#define EX_USAGE_ 64
-#define EX_UNAVAILABLE_ 69
-#define EX_OSERR_ 71
 
 static volatile sig_atomic_t stop;
 
@@ -214,10 +212,10 @@ int sg_ctl_release_helper(sg_conf_t *conf, int argc, char **argv)
         sg_log(LOG_WARNING, "release-helper: not running as root: release_command runs as "
                "uid %ld", (long)geteuid());
     if ((lfd = listen_on(listen_path, group, mode)) < 0)
-        return EX_UNAVAILABLE_;
+        return EX_UNAVAILABLE;
     return loop(sg_conf_path(conf), listen_path, lfd);
 usage:
     fprintf(stderr, "usage: sendguardctl [-c FILE] release-helper [--listen SOCKET "
             "[--group GROUP] [--mode 0660]]\n");
-    return EX_USAGE_;
+    return EX_USAGE;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -19,7 +20,6 @@
 #include "sg_ovh.h"
 #include "sg_time.h"
 
-#define EX_UNAVAILABLE_ 69
 
 sg_store_t *sg_ctl_store_open(const struct sg_settings *s, const char *what)
 {
@@ -253,12 +253,12 @@ int sg_ctl_status(sg_conf_t *conf, int argc, char **argv)
         else {
             fprintf(stderr, "usage: sendguardctl status [ACCOUNT] [--json]\n");
             json_decref(all);
-            return 64;
+            return EX_USAGE;
         }
     }
     if ((st = sg_ctl_store_open(s, "status")) == NULL) {
         json_decref(all);
-        return EX_UNAVAILABLE_;
+        return EX_UNAVAILABLE;
     }
     /* A password change waiting for OVHcloud's task: finish it first. */
     if (sg_ctl_password_pending(conf, st, only, as_json ? stderr : stdout) != 0)
@@ -290,7 +290,7 @@ int sg_ctl_status(sg_conf_t *conf, int argc, char **argv)
     }
     json_decref(all);
     sg_store_free(st);
-    return err ? EX_UNAVAILABLE_ : err_pending;
+    return err ? EX_UNAVAILABLE : err_pending;
 }
 
 int sg_ctl_reset(sg_conf_t *conf, int argc, char **argv)
@@ -302,16 +302,16 @@ int sg_ctl_reset(sg_conf_t *conf, int argc, char **argv)
 
     if (argc != 2) {
         fprintf(stderr, "usage: sendguardctl reset ACCOUNT\n");
-        return 64;
+        return EX_USAGE;
     }
     if ((st = sg_ctl_store_open(s, "reset")) == NULL)
-        return EX_UNAVAILABLE_;
+        return EX_UNAVAILABLE;
     sg_policy_resolve(s, argv[1], NULL, &r);
     rc = sg_store_reset(st, r.account);
     sg_store_free(st);
     if (rc != 0) {
         fprintf(stderr, "sendguardctl: reset %s failed (is Redis up?)\n", r.account);
-        return EX_UNAVAILABLE_;
+        return EX_UNAVAILABLE;
     }
     printf("%s: counters reset\n", r.account);
     return 0;

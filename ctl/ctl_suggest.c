@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -25,8 +26,6 @@
 #include "sg_store.h"
 #include "sg_time.h"
 
-#define EX_USAGE_ 64
-#define EX_UNAVAILABLE_ 69
 #define HOUR_MS 3600000LL
 #define MAX_DAYS 14
 #define ODD_FACTOR 4.0            /* a day above 4x the median day, ... */
@@ -290,13 +289,13 @@ int sg_ctl_suggest(sg_conf_t *conf, int argc, char **argv)
             fprintf(stderr, "usage: sendguardctl suggest-limits [ACCOUNT] [--days 1..14] "
                             "[--headroom 1.0..10] [--max-hourly N] [--max-daily N] [--json]\n");
             json_decref(out);
-            return EX_USAGE_;
+            return EX_USAGE;
         }
     }
     st = sg_ctl_store_open(s, "suggest-limits");
     if (st == NULL) {
         json_decref(out);
-        return EX_UNAVAILABLE_;
+        return EX_UNAVAILABLE;
     }
     for (size_t a = 0; a < s->naccounts; a++) {
         const char *acct = s->accounts[a].address;
@@ -308,7 +307,7 @@ int sg_ctl_suggest(sg_conf_t *conf, int argc, char **argv)
         found = true;
         if (load_hist(st, acct, (int)days, sg_time_real_ms() / 3600000, &h) != 0) {
             fprintf(stderr, "sendguardctl: suggest-limits: cannot read the counts of %s\n", acct);
-            rc = EX_UNAVAILABLE_;
+            rc = EX_UNAVAILABLE;
             continue;
         }
         analyse(&h, headroom, max_hourly, max_daily, &g);
@@ -320,7 +319,7 @@ int sg_ctl_suggest(sg_conf_t *conf, int argc, char **argv)
     if (!found) {
         fprintf(stderr, "sendguardctl: suggest-limits: %s\n", only != NULL ?
                 "no configured account has that address" : "no accounts configured");
-        rc = EX_USAGE_;
+        rc = EX_USAGE;
     } else if (json) {
         char *text = json_dumps(out, JSON_INDENT(2));
 

@@ -7,11 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include "ctl.h"
 
-#define EX_USAGE_ 64
 
 static const struct {
     const char *name;
@@ -56,24 +56,24 @@ int main(int argc, char **argv)
         case 'c': path = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("sendguardctl %s\n", SG_VERSION); return 0;
-        default: usage(stderr); return EX_USAGE_;
+        default: usage(stderr); return EX_USAGE;
         }
     }
     if (optind >= argc) {
         usage(stderr);
-        return EX_USAGE_;
+        return EX_USAGE;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(argv[optind], commands[i].name) != 0)
             continue;
         conf = sg_conf_load(path, NULL, NULL);
         if (conf == NULL)
-            return SG_EX_CONFIG;
+            return EX_CONFIG;
         rc = commands[i].fn(conf, argc - optind, argv + optind);
         sg_conf_unref(conf);
         return rc;
     }
     fprintf(stderr, "sendguardctl: unknown command '%s'\n", argv[optind]);
     usage(stderr);
-    return EX_USAGE_;
+    return EX_USAGE;
 }

@@ -528,7 +528,7 @@ int main(int argc, char **argv)
     mallopt(M_ARENA_MAX, 2);
     conf = sg_conf_load(st.path, NULL, NULL);     /* errors on stderr */
     if (conf == NULL)
-        return SG_EX_CONFIG;
+        return EX_CONFIG;
     s = sg_conf_settings(conf);
     if (test) {
         check_warnings(s, st.path);
@@ -564,7 +564,7 @@ int main(int argc, char **argv)
     sg_rt.fallback = sg_store_memory_new(NULL, NULL);
     sg_rt.primary = open_primary(s);
     if (sg_rt.primary == NULL || sg_rt.fallback == NULL) {
-        ex = SG_EX_CONFIG;
+        ex = EX_CONFIG;
         goto fail;
     }
 
