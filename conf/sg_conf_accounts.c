@@ -272,6 +272,22 @@ static void check_secret_file(struct loader *L, const char *key)
                 sgc_setting_file(L, m), file);
 }
 
+/* fold_patterns - a pattern list made our own copy, lower-cased when
+ * identity.lowercase. false when out of memory. */
+static bool fold_patterns(struct loader *L, const char *const *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *p = sgc_strdup(L, v[i]);
+
+        if (p == NULL)
+            return false;
+        if (L->conf->s.lowercase)
+            sgc_lower(p);
+        ((const char **)v)[i] = p;
+    }
+    return true;
+}
+
 void sgc_finish(struct loader *L)
 {
     struct sg_settings *s = &L->conf->s;
@@ -286,24 +302,8 @@ void sgc_finish(struct loader *L)
         s->limits = sgc_default_limits;
         s->nlimits = sgc_ndefault_limits;
     }
-    for (size_t i = 0; i < s->nallow; i++) {
-        char *p = sgc_strdup(L, s->allow[i]);
-
-        if (p == NULL)
-            return;
-        if (s->lowercase)
-            sgc_lower(p);
-        ((const char **)s->allow)[i] = p;
-    }
-    for (size_t i = 0; i < s->nverp; i++) {
-        char *p = sgc_strdup(L, s->verp[i]);
-
-        if (p == NULL)
-            return;
-        if (s->lowercase)
-            sgc_lower(p);
-        ((const char **)s->verp)[i] = p;
-    }
+    if (!fold_patterns(L, s->allow, s->nallow) || !fold_patterns(L, s->verp, s->nverp))
+        return;
 
     for (size_t i = 0; i < s->naccounts; i++)
         cap += acc[i].nsenders + 1;
