@@ -27,6 +27,7 @@
 #include "sg_ovh_internal.h"
 #include "sg_log.h"
 #include "sg_store.h"
+#include "sg_workflow.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -56,41 +57,71 @@ struct sg_ovh_watch {
 /* Rate limits for repeated failures ("once per outage" style). */
 static long last_global_fail, last_account_fail, last_store_fail, last_budget, last_cred;
 
-static bool phase_is(const struct sg_account_state *s, const char *p)
-{
-    return strcmp(s->phase, p) == 0;
-}
+/* The watcher's part of a transition: on a new block (or a ticket number
+ * that came later) find the ticket and its evidence; the note is key=value
+ * ("ticket_id=9000003 suspicious=42 headers=yes"), fit for the alert line.
+ * Looked up once per round even when the write is decided again after a
+ * lost race. A failed lookup is logged on its own line. */
+struct watch_fill {
+    sg_ovh_t *c;
+    const struct sg_account *a;
+    int64_t looked_up;            /* the ticket number looked up, INT64_MIN: none yet */
+    int64_t number;               /* the ticket's number as found, -1 none */
+    char note[256];
+};
 
-/* note_ticket - on a new block, find the ticket and its evidence; the note
- * is key=value ("ticket_id=9000003 suspicious=42 headers=yes"), fit for the
- * alert line. A failed lookup is logged on its own line. */
-static void note_ticket(sg_ovh_t *c, const struct sg_account *a, int64_t number,
-                        struct sg_account_state *next)
+static void note_ticket(struct watch_fill *wf, int64_t number)
 {
     struct sg_ovh_ticket t;
     struct sg_ovh_err err;
     struct sg_ovh_message *m = NULL;
     size_t nm = 0;
 
-    if (sg_ovh_ticket_find(c, a, number, &t, &err) != 0) {
+    if (wf->looked_up == number)
+        return;
+    wf->looked_up = number;
+    wf->number = -1;
+    if (sg_ovh_ticket_find(wf->c, wf->a, number, &t, &err) != 0) {
         char msg[700], esc[300];
-        snprintf(next->note, sizeof(next->note), "ticket_id=- ticket_lookup=failed");
+        snprintf(wf->note, sizeof(wf->note), "ticket_id=- ticket_lookup=failed");
         sg_log(LOG_WARNING, "ovh: account=<%s> spam ticket not found: %s",
-               sg_log_esc(esc, sizeof(esc), a->address), sg_ovh_strerror(&err, msg, sizeof(msg)));
+               sg_log_esc(esc, sizeof(esc), wf->a->address),
+               sg_ovh_strerror(&err, msg, sizeof(msg)));
         return;
     }
-    if (next->ticket < 0)
-        next->ticket = t.number;
-    if (sg_ovh_ticket_messages(c, t.id, &m, &nm, &err) == 0) {
+    wf->number = t.number;
+    if (sg_ovh_ticket_messages(wf->c, t.id, &m, &nm, &err) == 0) {
         struct sg_ovh_evidence ev;
         sg_ovh_ticket_evidence(m, nm, &ev);
-        snprintf(next->note, sizeof(next->note), "ticket_id=%" PRId64 " suspicious=%ld headers=%s",
+        snprintf(wf->note, sizeof(wf->note), "ticket_id=%" PRId64 " suspicious=%ld headers=%s",
                  t.id, ev.suspicious, ev.headers ? "yes" : "no");
         sg_ovh_evidence_clear(&ev);
         sg_ovh_messages_free(m, nm);
     } else {
-        snprintf(next->note, sizeof(next->note), "ticket_id=%" PRId64, t.id);
+        snprintf(wf->note, sizeof(wf->note), "ticket_id=%" PRId64, t.id);
     }
+}
+
+static void watch_fill(void *ctx, const struct sg_account_state *cur, const struct sg_wf_step *sp,
+                       struct sg_account_state *next)
+{
+    struct watch_fill *wf = ctx;
+    bool legacy = wf->a->offer == SG_OFFER_MXPLAN_LEGACY;
+
+    if (sp->actions & SG_WF_A_TICKET) {
+        if (legacy) {
+            snprintf(next->note, sizeof(next->note), "ticket_id=- unblock=password_change");
+            return;
+        }
+        note_ticket(wf, next->ticket);
+    } else if ((sp->actions & SG_WF_A_FOLLOW) && next->ticket != cur->ticket && !legacy) {
+        note_ticket(wf, next->ticket);
+    } else {
+        return;
+    }
+    if (next->ticket < 0)
+        next->ticket = wf->number;
+    snprintf(next->note, sizeof(next->note), "%s", wf->note);
 }
 
 size_t sg_ovh_watch_round(sg_ovh_t *c, struct sg_store *store, const struct sg_account *accounts,
@@ -104,8 +135,11 @@ size_t sg_ovh_watch_round(sg_ovh_t *c, struct sg_store *store, const struct sg_a
         const struct sg_account *a = &accounts[i];
         struct sg_ovh_status st;
         struct sg_ovh_err err;
-        struct sg_account_state prev, next;
-        bool changed = false;
+        struct sg_account_state next;
+        struct sg_wf_step sp;
+        struct watch_fill wf = { .c = c, .a = a, .looked_up = INT64_MIN, .number = -1 };
+        struct sg_wf_event_in ev;
+        int rc;
 
         if (a->offer == SG_OFFER_NONE)
             continue;
@@ -128,77 +162,34 @@ size_t sg_ovh_watch_round(sg_ovh_t *c, struct sg_store *store, const struct sg_a
                        sg_ovh_strerror(&err, msg, sizeof(msg)));
             continue;
         }
-        if (sg_store_state_get(store, a->address, &prev) != 0) {
+        ev = (struct sg_wf_event_in){
+            .event = st.blocked ? SG_WF_EV_API_BLOCKED : SG_WF_EV_API_CLEAR,
+            .now_ms = now_ms, .api_state = st.state, .ticket = st.ticket,
+            .fill = watch_fill, .ctx = &wf,
+        };
+        if ((rc = sg_wf_apply(store, a->address, &ev, &sp, &next)) < 0) {
             failed++;
             if (sg_log_ratelimit(&last_store_fail, 3600))
-                sg_log(LOG_WARNING, "ovh: account=<%s> store=%s: cannot read state", esc,
+                sg_log(LOG_WARNING, "ovh: account=<%s> store=%s: cannot read or write state", esc,
                        sg_store_name(store));
             continue;
         }
-        next = prev;
-        next.checked_ms = now_ms;
-        snprintf(next.state, sizeof(next.state), "%s", st.state);
-
-        /* A password change in progress (pending task) or failed at
-         * OVHcloud: the workflow's, locked down until it is settled. */
-        if (prev.blocked && (phase_is(&prev, "password_pending") ||
-                             phase_is(&prev, "password_failed"))) {
-            if (sg_store_state_set(store, a->address, &next) != 0)
-                failed++;
+        if (rc == 0 || !(sp.actions & SG_WF_A_ALERT))
             continue;
+        /* This relay applied the change: it alone says so. */
+        if (sp.to == SG_WF_BLOCKED) {
+            char summary[512] = "";
+            if (hooks && hooks->describe)
+                hooks->describe(hooks->ctx, a, summary, sizeof(summary));
+            sg_log(LOG_ALERT, "ovh: account=<%s> offer=%s event=blocked ticket=%" PRId64
+                   " state=%s %s%s%s", esc, sg_offer_name(a->offer), next.ticket,
+                   *st.state ? st.state : "-", next.note, summary[0] ? " " : "", summary);
+        } else {
+            sg_log(LOG_NOTICE, "ovh: account=<%s> offer=%s event=unblocked ticket=%" PRId64
+                   " state=%s", esc, sg_offer_name(a->offer), next.ticket,
+                   *st.state ? st.state : "-");
         }
-
-        /* A lockdown this watcher set (then answered by a reply or a new
-         * password); any other phase (a manual lockdown) is not its to lift. */
-        bool api_blocked_before = prev.blocked && (phase_is(&prev, "blocked") ||
-                                                   phase_is(&prev, "replied") ||
-                                                   phase_is(&prev, "password_changed"));
-        if (st.blocked && !api_blocked_before) {
-            next.blocked = true;
-            next.ticket = st.ticket;
-            next.since_ms = now_ms;
-            snprintf(next.phase, sizeof(next.phase), "blocked");
-            next.note[0] = '\0';
-            if (a->offer != SG_OFFER_MXPLAN_LEGACY)
-                note_ticket(c, a, st.ticket, &next);
-            else
-                snprintf(next.note, sizeof(next.note), "ticket_id=- unblock=password_change");
-            {
-                char summary[512] = "";
-                if (hooks && hooks->describe)
-                    hooks->describe(hooks->ctx, a, summary, sizeof(summary));
-                sg_log(LOG_ALERT, "ovh: account=<%s> offer=%s event=blocked ticket=%" PRId64
-                       " state=%s %s%s%s", esc, sg_offer_name(a->offer), next.ticket,
-                       *st.state ? st.state : "-", next.note, summary[0] ? " " : "", summary);
-            }
-            changed = true;
-        } else if (!st.blocked && api_blocked_before) {
-            next.blocked = false;
-            next.since_ms = now_ms;
-            snprintf(next.phase, sizeof(next.phase), "unblocked");
-            snprintf(next.note, sizeof(next.note), "unblocked by OVHcloud; password change due");
-            sg_log(LOG_NOTICE, "ovh: account=<%s> offer=%s event=unblocked ticket=%" PRId64 " state=%s",
-                   esc, sg_offer_name(a->offer), prev.ticket, *st.state ? st.state : "-");
-            changed = true;
-        } else if (st.blocked) {
-            if (st.ticket >= 0 && st.ticket != prev.ticket) {
-                next.ticket = st.ticket;              /* the ticket number came later */
-                if (a->offer != SG_OFFER_MXPLAN_LEGACY)
-                    note_ticket(c, a, st.ticket, &next);
-            }
-        } else if (!prev.blocked && prev.phase[0] == '\0') {
-            snprintf(next.phase, sizeof(next.phase), "ok");
-            next.ticket = -1;
-            next.since_ms = now_ms;
-        }
-        if (sg_store_state_set(store, a->address, &next) != 0) {
-            failed++;
-            if (sg_log_ratelimit(&last_store_fail, 3600))
-                sg_log(LOG_WARNING, "ovh: account=<%s> store=%s: cannot write state", esc,
-                       sg_store_name(store));
-            continue;
-        }
-        if (changed && hooks && hooks->on_change)
+        if (hooks && hooks->on_change)
             hooks->on_change(hooks->ctx, a, &next);
     }
     return failed;

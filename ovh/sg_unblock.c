@@ -33,6 +33,7 @@
 #include "sg_run.h"
 #include "sg_saslmap.h"
 #include "sg_store.h"
+#include "sg_workflow.h"
 
 #define PASSWORD_LEN 20
 #define TASK_WAIT_MS (120 * 1000)         /* how long a password task is followed */
@@ -169,17 +170,19 @@ char *sg_block_case_draft(const struct sg_block_case *bc)
                           bc->redir_readable);
 }
 
-/* phase NULL: keep it (only the note changes). */
-static void state_note(sg_store_t *st, const char *account, const char *phase, const char *note)
+/* state_note - one workflow event with its note (sg_wf_apply: the phase
+ * moves only where the transition table says, never by a blind write). */
+static void state_note(sg_store_t *st, const char *account, enum sg_wf_event event,
+                       const char *note)
 {
-    struct sg_account_state s;
+    struct sg_wf_event_in in = { .event = event, .now_ms = sg_ovh_now_ms(), .note = note,
+                                 .ticket = -1 };
+    char esc[300];
 
-    if (sg_store_state_get(st, account, &s) != 0)
-        return;
-    if (phase != NULL)
-        snprintf(s.phase, sizeof(s.phase), "%s", phase);
-    snprintf(s.note, sizeof(s.note), "%s", note);
-    sg_store_state_set(st, account, &s);
+    if (sg_wf_apply(st, account, &in, NULL, NULL) < 0)
+        sg_log(LOG_WARNING, "account=<%s>: cannot record %s in the store (%s)",
+               sg_log_esc(esc, sizeof(esc), account), sg_wf_event_name(event),
+               sg_store_name(st));
 }
 
 /* ---- the password task ----------------------------------------------------- */
@@ -389,7 +392,7 @@ static int apply(const struct sg_settings *s, const struct sg_account *a, const 
 
 /* settle - what a password task's state means for the map and the account */
 static int settle(sg_store_t *st, const struct sg_settings *s, const struct sg_account *a,
-                  const char *who, bool show_password, const char *phase, int64_t task,
+                  const char *who, bool show_password, bool unblocking, int64_t task,
                   enum sg_ovh_task_state ts, const char *pw, char *msg, size_t msglen)
 {
     char when[32], note[256], detail[64], err[600];
@@ -398,7 +401,7 @@ static int settle(sg_store_t *st, const struct sg_settings *s, const struct sg_a
     snprintf(detail, sizeof(detail), "task=%lld", (long long)task);
     if (ts == SG_OVH_TASK_DONE) {
         snprintf(note, sizeof(note), "password changed at %s by %s", when, who);
-        state_note(st, a->address, phase, note);
+        state_note(st, a->address, unblocking ? SG_WF_EV_PASSWORD_DONE : SG_WF_EV_NOTE, note);
         sg_block_audit(who, "password_change", a->address, detail);
         if (apply(s, a, pw, task, show_password, msg, msglen) != 0) {
             /* Keep (or save) it: `sendguardctl status` tries the map again. */
@@ -414,7 +417,7 @@ static int settle(sg_store_t *st, const struct sg_settings *s, const struct sg_a
         snprintf(note, sizeof(note), "password change failed at OVHcloud (task %lld in error) "
                  "at %s; old password kept", (long long)task, when);
         /* In the unblock workflow the account stays locked down. */
-        state_note(st, a->address, phase ? "password_failed" : NULL, note);
+        state_note(st, a->address, unblocking ? SG_WF_EV_PASSWORD_FAILED : SG_WF_EV_NOTE, note);
         sg_block_audit(who, "password_change_failed", a->address, detail);
         sg_log(LOG_ERR, "account=<%s>: OVHcloud's password task %lld ended in error: the old "
                "password stays in %s", a->address, (long long)task,
@@ -422,7 +425,7 @@ static int settle(sg_store_t *st, const struct sg_settings *s, const struct sg_a
         snprintf(msg, msglen, "OVHcloud's password change task %lld ended in error: the password "
                  "did not change and %s keeps the old one%s", (long long)task,
                  a->sasl_map_file ? a->sasl_map_file : "the relay",
-                 phase ? "; the account stays locked down" : "");
+                 unblocking ? "; the account stays locked down" : "");
         return -1;
     }
     /* Still todo/doing after the bounded wait: keep the password for later. */
@@ -435,7 +438,7 @@ static int settle(sg_store_t *st, const struct sg_settings *s, const struct sg_a
     }
     snprintf(note, sizeof(note), "password change pending (task %lld) since %s by %s: "
              "sendguardctl status %s", (long long)task, when, who, a->address);
-    state_note(st, a->address, phase ? "password_pending" : NULL, note);
+    state_note(st, a->address, unblocking ? SG_WF_EV_PASSWORD_START : SG_WF_EV_NOTE, note);
     sg_block_audit(who, "password_change_pending", a->address, detail);
     snprintf(msg, msglen, "OVHcloud's password task %lld is still pending (%s): nothing written "
              "to %s yet; still pending: run `sendguardctl status %s`%s%s", (long long)task,
@@ -447,7 +450,7 @@ static int settle(sg_store_t *st, const struct sg_settings *s, const struct sg_a
 
 static int rotate(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
                   const struct sg_account *a, const char *who, bool show_password,
-                  const char *phase, char *msg, size_t msglen)
+                  bool unblocking, char *msg, size_t msglen)
 {
     char pw[PASSWORD_LEN + 1], err[600];
     struct sg_ovh_err e;
@@ -518,17 +521,17 @@ static int rotate(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
         }
     }
     free(before);
-    if (phase != NULL) {
+    if (unblocking) {
         /* The unblock workflow: the lockdown holds until the map has the
          * new password (the watcher leaves password_pending alone). */
         char note[256];
         snprintf(note, sizeof(note), "password change in progress (task %lld) by %s",
                  (long long)task, who);
-        state_note(st, a->address, "password_pending", note);
+        state_note(st, a->address, SG_WF_EV_PASSWORD_START, note);
     }
     if (follow_task(c, a, task, &ts, &e) != 0)
         ts = SG_OVH_TASK_TODO;           /* unreadable now: pending, read again later */
-    rc = settle(st, s, a, who, show_password, phase, task, ts, pw, msg, msglen);
+    rc = settle(st, s, a, who, show_password, unblocking, task, ts, pw, msg, msglen);
     explicit_bzero(pw, sizeof(pw));
     return rc < 0 ? -1 : rc;
 }
@@ -565,9 +568,8 @@ int sg_block_pending(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
     }
     /* The unblock workflow's phase moves on; a plain rotation's stays. */
     bool unblocking = sg_store_state_get(st, a->address, &state) == 0 &&
-                      strcmp(state.phase, "password_pending") == 0;
-    rc = settle(st, s, a, who, false, unblocking ? "password_changed" : NULL, task, ts, pw, msg,
-                msglen);
+                      sg_wf_state_parse(state.phase) == SG_WF_PASSWORD_PENDING;
+    rc = settle(st, s, a, who, false, unblocking, task, ts, pw, msg, msglen);
     explicit_bzero(pw, sizeof(pw));
     return rc < 0 ? -1 : 2;
 }
@@ -576,14 +578,14 @@ int sg_block_rotate(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
                     const struct sg_account *a, const char *who, bool show_password,
                     char *msg, size_t msglen)
 {
-    return rotate(c, st, s, a, who, show_password, NULL, msg, msglen);
+    return rotate(c, st, s, a, who, show_password, false, msg, msglen);
 }
 
 int sg_block_rotate_unblock(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
                             const struct sg_account *a, const char *who, bool show_password,
                             char *msg, size_t msglen)
 {
-    return rotate(c, st, s, a, who, show_password, "password_changed", msg, msglen);
+    return rotate(c, st, s, a, who, show_password, true, msg, msglen);
 }
 
 /* reply_is_on_ticket - after a reply whose answer was lost: 1 when the
@@ -705,7 +707,7 @@ int sg_block_unblock(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
     stamp(when, sizeof(when));
     snprintf(note, sizeof(note), "reply sent at %s by %s; waiting for OVHcloud support", when,
              who);
-    state_note(st, a->address, "replied", note);
+    state_note(st, a->address, SG_WF_EV_REPLIED, note);
     sg_block_audit(who, "reply", a->address, detail);
     snprintf(msg, msglen, "reply posted on ticket %lld; sendguard follows the account and "
              "releases its held mail once OVHcloud unblocks it", (long long)bc->ticket_number);
