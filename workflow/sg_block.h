@@ -133,6 +133,18 @@ int sg_block_gather(struct sg_ovh *c, struct sg_store *st, const struct sg_accou
                     int64_t now_ms, int64_t since_ms, struct sg_block_case *bc);
 void sg_block_case_free(struct sg_block_case *bc);
 
+struct sg_ovh_status;               /* sg_ovh.h */
+struct sg_ovh_ticket;
+
+/* The daemon's auto_reply, on a block the watcher just applied: the
+ * unblock step without the postmaster, with the draft as the reply (or a
+ * new password in the SASL map, legacy MX Plan), through the watcher's
+ * client c; status: what the watcher read; t: the ticket it found, or NULL
+ * (then found here). The outcome is logged. */
+void sg_block_auto_reply(struct sg_ovh *c, struct sg_store *st, const struct sg_settings *s,
+                         const struct sg_account *a, const struct sg_ovh_status *status,
+                         const struct sg_ovh_ticket *t, int64_t now_ms);
+
 /* The draft reply for a gathered case (malloc'd). */
 char *sg_block_case_draft(const struct sg_block_case *bc);
 

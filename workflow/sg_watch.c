@@ -1,32 +1,37 @@
 /*
- * sg_ovh_watch.c - the daemon's watcher thread: every ovh.poll_interval it
- * asks the API whether each configured account is blocked for spam and
- * writes the answer to the shared store, so every relay (and
- * `sendguardctl status`) sees it.
+ * sg_watch.c - the daemon's watcher thread: every ovh.poll_interval it asks
+ * the API whether each configured account is blocked for spam and applies
+ * the answer to the shared store through the workflow (sg_wf_apply: read,
+ * decide, compare-and-set), so every relay (and `sendguardctl status`)
+ * sees it and a change is applied once even when relays or sendguardctl
+ * race on it.
  *
- * A block is logged at LOG_ALERT once, when the store's state changes (so
- * once across relays sharing Redis), the return to normal at LOG_NOTICE.
+ * The relay that applied a block logs it at LOG_ALERT (the return to
+ * normal at LOG_NOTICE) with the evidence summary, read once per event,
+ * runs alert.command with it and, for an account with auto_reply, answers
+ * the ticket with the same client and the ticket it already found.
  * With several relays, hooks->try_lock elects the one that polls (a lock
  * with expiry in the store, renewed each round by its holder; without the
  * hook every relay polls, which is correct but costs API calls).
  * Checks are spread over the interval (one account every interval/N), and
  * never faster than WATCH_SHARE a minute, which leaves part of the
- * process's request budget (SG_OVH_BUDGET a minute, sg_ovh_http.c) to the
- * ticket lookups and the block workflow; when N accounts do not fit in
+ * process's request budget (SG_OVH_BUDGET a minute, ovh/sg_ovh_http.c) to
+ * the ticket lookups and the block workflow; when N accounts do not fit in
  * poll_interval at that pace, each is checked every N/WATCH_SHARE minutes
  * instead (logged once per configuration). A check the budget delayed is
  * logged. Once a day the consumer key's expiry is read: a week before it,
  * a warning.
- * Must not: clear a lockdown it did not set (a phase other than "blocked",
- * "replied" or "password_changed" is someone else's; "password_pending" and
- * "password_failed" are the workflow's and stay locked down until the
- * password task is settled), hold a config snapshot across rounds
- * longer than its client needs, or block sg_ovh_watch_stop for long (the
- * client's abort hook ends a call in progress).
+ * Must not: decide a transition itself (sg_wf_decide does: it never lifts
+ * a lockdown it did not set, and leaves "password_pending" and
+ * "password_failed" locked down until the password task is settled),
+ * write a state but through sg_wf_apply, hold a config snapshot across
+ * rounds longer than its client needs, or block sg_watch_stop for long
+ * (the client's abort hook ends a call in progress).
  */
-#include "sg_ovh_internal.h"
+#include "sg_watch.h"
+
+#include "sg_block.h"
 #include "sg_log.h"
-#include "sg_store.h"
 #include "sg_workflow.h"
 
 #include <inttypes.h>
@@ -43,7 +48,7 @@
 #define CRED_CHECK_MS (24 * 3600 * 1000LL)  /* read the key's expiry this often */
 #define CRED_WARN_MS (7 * 24 * 3600 * 1000LL)
 
-struct sg_ovh_watch {
+struct sg_watch {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;            /* on CLOCK_MONOTONIC */
@@ -51,7 +56,7 @@ struct sg_ovh_watch {
     atomic_bool stopping;
     sg_conf_t *(*get_conf)(void);
     sg_store_t *store;
-    struct sg_ovh_watch_hooks hooks;
+    struct sg_watch_hooks hooks;
 };
 
 /* Rate limits for repeated failures ("once per outage" style). */
@@ -67,6 +72,8 @@ struct watch_fill {
     const struct sg_account *a;
     int64_t looked_up;            /* the ticket number looked up, INT64_MIN: none yet */
     int64_t number;               /* the ticket's number as found, -1 none */
+    bool found;                   /* ticket holds the ticket found (auto_reply reuses it) */
+    struct sg_ovh_ticket ticket;
     char note[256];
 };
 
@@ -81,6 +88,7 @@ static void note_ticket(struct watch_fill *wf, int64_t number)
         return;
     wf->looked_up = number;
     wf->number = -1;
+    wf->found = false;
     if (sg_ovh_ticket_find(wf->c, wf->a, number, &t, &err) != 0) {
         char msg[700], esc[300];
         snprintf(wf->note, sizeof(wf->note), "ticket_id=- ticket_lookup=failed");
@@ -90,6 +98,8 @@ static void note_ticket(struct watch_fill *wf, int64_t number)
         return;
     }
     wf->number = t.number;
+    wf->found = true;
+    wf->ticket = t;
     if (sg_ovh_ticket_messages(wf->c, t.id, &m, &nm, &err) == 0) {
         struct sg_ovh_evidence ev;
         sg_ovh_ticket_evidence(m, nm, &ev);
@@ -124,9 +134,38 @@ static void watch_fill(void *ctx, const struct sg_account_state *cur, const stru
     snprintf(next->note, sizeof(next->note), "%s", wf->note);
 }
 
-size_t sg_ovh_watch_round(sg_ovh_t *c, struct sg_store *store, const struct sg_account *accounts,
-                          size_t naccounts, const struct sg_ovh_watch_hooks *hooks,
-                          int64_t now_ms)
+/* announce - this relay applied a block or its end: log it with the
+ * evidence summary (read once), run alert.command, answer the ticket when
+ * the account says auto_reply. */
+static void announce(sg_ovh_t *c, sg_store_t *store, const struct sg_settings *s,
+                     const struct sg_account *a, const struct sg_ovh_status *st,
+                     const struct sg_account_state *next, const struct sg_wf_step *sp,
+                     const struct watch_fill *wf, int64_t now_ms)
+{
+    char esc[300], summary[512];
+    bool blocked = sp->to == SG_WF_BLOCKED;
+
+    sg_log_esc(esc, sizeof(esc), a->address);
+    sg_block_summary(store, a->address, now_ms, summary, sizeof(summary));
+    if (blocked)
+        sg_log(LOG_ALERT, "ovh: account=<%s> offer=%s event=blocked ticket=%" PRId64
+               " state=%s %s%s%s", esc, sg_offer_name(a->offer), next->ticket,
+               *st->state ? st->state : "-", next->note, summary[0] ? " " : "", summary);
+    else
+        sg_log(LOG_NOTICE, "ovh: account=<%s> offer=%s event=unblocked ticket=%" PRId64
+               " state=%s", esc, sg_offer_name(a->offer), next->ticket,
+               *st->state ? st->state : "-");
+    if (s == NULL)
+        return;
+    sg_block_alert(s, store, a->address, a->offer, blocked ? "blocked" : "unblocked",
+                   next->ticket, summary, s->relay_name);
+    if (blocked && (sp->actions & SG_WF_A_AUTO_REPLY) && a->auto_reply)
+        sg_block_auto_reply(c, store, s, a, st, wf->found ? &wf->ticket : NULL, now_ms);
+}
+
+size_t sg_watch_round(sg_ovh_t *c, sg_store_t *store, const struct sg_settings *s,
+                      const struct sg_account *accounts, size_t naccounts,
+                      const struct sg_watch_hooks *hooks, int64_t now_ms)
 {
     size_t failed = 0;
     char esc[300], msg[700];
@@ -177,18 +216,7 @@ size_t sg_ovh_watch_round(sg_ovh_t *c, struct sg_store *store, const struct sg_a
         if (rc == 0 || !(sp.actions & SG_WF_A_ALERT))
             continue;
         /* This relay applied the change: it alone says so. */
-        if (sp.to == SG_WF_BLOCKED) {
-            char summary[512] = "";
-            if (hooks && hooks->describe)
-                hooks->describe(hooks->ctx, a, summary, sizeof(summary));
-            sg_log(LOG_ALERT, "ovh: account=<%s> offer=%s event=blocked ticket=%" PRId64
-                   " state=%s %s%s%s", esc, sg_offer_name(a->offer), next.ticket,
-                   *st.state ? st.state : "-", next.note, summary[0] ? " " : "", summary);
-        } else {
-            sg_log(LOG_NOTICE, "ovh: account=<%s> offer=%s event=unblocked ticket=%" PRId64
-                   " state=%s", esc, sg_offer_name(a->offer), next.ticket,
-                   *st.state ? st.state : "-");
-        }
+        announce(c, store, s, a, &st, &next, &sp, &wf, now_ms);
         if (hooks && hooks->on_change)
             hooks->on_change(hooks->ctx, a, &next);
     }
@@ -197,11 +225,11 @@ size_t sg_ovh_watch_round(sg_ovh_t *c, struct sg_store *store, const struct sg_a
 
 static bool stop_requested(void *ctx)
 {
-    struct sg_ovh_watch *w = ctx;
+    struct sg_watch *w = ctx;
     return atomic_load(&w->stopping);
 }
 
-static sg_ovh_t *make_client(struct sg_ovh_watch *w, const struct sg_settings *s)
+static sg_ovh_t *make_client(struct sg_watch *w, const struct sg_settings *s)
 {
     char msg[700];
     struct sg_ovh_err e;
@@ -218,12 +246,12 @@ static sg_ovh_t *make_client(struct sg_ovh_watch *w, const struct sg_settings *s
 
 /* wait_until - sleep to the monotonic deadline; false on stop or kick
  * (*kicked says which). */
-static bool wait_until(struct sg_ovh_watch *w, int64_t until, bool *kicked)
+static bool wait_until(struct sg_watch *w, int64_t until, bool *kicked)
 {
     bool ok;
 
     pthread_mutex_lock(&w->mu);
-    while (!w->stop && !w->kick && sg_ovh_mono_ms() < until) {
+    while (!w->stop && !w->kick && sg_wf_mono_ms() < until) {
         struct timespec ts = { (time_t)(until / 1000), (long)(until % 1000) * 1000000L };
         pthread_cond_timedwait(&w->cv, &w->mu, &ts);
     }
@@ -240,16 +268,16 @@ static void check_credential(sg_ovh_t *c, int64_t *next_ms)
     struct sg_ovh_err e;
     char msg[700];
 
-    if (sg_ovh_mono_ms() < *next_ms)
+    if (sg_wf_mono_ms() < *next_ms)
         return;
-    *next_ms = sg_ovh_mono_ms() + CRED_CHECK_MS;
+    *next_ms = sg_wf_mono_ms() + CRED_CHECK_MS;
     if (sg_ovh_current_credential(c, &cur, &e) != 0) {
         if (sg_log_ratelimit(&last_cred, 24 * 3600))
             sg_log(LOG_INFO, "ovh: cannot read the consumer key's expiry: %s",
                    sg_ovh_strerror(&e, msg, sizeof(msg)));
         return;
     }
-    int64_t left = cur.expires_ms >= 0 ? cur.expires_ms - sg_ovh_now_ms() : -1;
+    int64_t left = cur.expires_ms >= 0 ? cur.expires_ms - sg_wf_now_ms() : -1;
     if (cur.expires_ms >= 0 && left < CRED_WARN_MS)
         sg_log(LOG_WARNING, "ovh: the consumer key %s %s (in %lld hours): request a new one "
                "with `sendguardctl ovh credential` and put it in ovh.conf",
@@ -260,7 +288,7 @@ static void check_credential(sg_ovh_t *c, int64_t *next_ms)
 
 static void *watch_main(void *arg)
 {
-    struct sg_ovh_watch *w = arg;
+    struct sg_watch *w = arg;
     sg_ovh_t *client = NULL;
     sg_conf_t *client_conf = NULL;      /* the snapshot the client was made from */
     sg_conf_t *warned_conf = NULL;      /* the config the pace warning was logged for */
@@ -277,7 +305,7 @@ static void *watch_main(void *arg)
 
         sg_conf_t *conf = w->get_conf();
         if (!conf) {
-            next = sg_ovh_mono_ms() + RETRY_NO_CONF_MS;
+            next = sg_wf_mono_ms() + RETRY_NO_CONF_MS;
             continue;
         }
         const struct sg_settings *s = sg_conf_settings(conf);
@@ -287,7 +315,7 @@ static void *watch_main(void *arg)
             nacc += s->accounts[i].offer != SG_OFFER_NONE;
         if (interval == 0 || nacc == 0) {      /* nothing to watch: no client, no error */
             sg_conf_unref(conf);
-            next = sg_ovh_mono_ms() + IDLE_MS;       /* off: wait for a reload's kick */
+            next = sg_wf_mono_ms() + IDLE_MS;       /* off: wait for a reload's kick */
             continue;
         }
         if (conf != client_conf || !client) {
@@ -319,7 +347,7 @@ static void *watch_main(void *arg)
          * 1.5 cycles, so another relay takes over half a cycle after the
          * holder stopped renewing (at once after a clean stop: unlock). */
         bool mine = !w->hooks.try_lock || w->hooks.try_lock(w->hooks.ctx, (uint64_t)cycle * 3 / 2);
-        int64_t start = sg_ovh_mono_ms();
+        int64_t start = sg_wf_mono_ms();
         bool interrupted = false;
         if (client && mine) {
             size_t failed = 0, k = 0;
@@ -333,8 +361,8 @@ static void *watch_main(void *arg)
                     break;
                 }
                 k++;
-                size_t f = sg_ovh_watch_round(client, w->store, a, 1, &w->hooks,
-                                              sg_ovh_now_ms());
+                size_t f = sg_watch_round(client, w->store, s, a, 1, &w->hooks,
+                                              sg_wf_now_ms());
                 failed += f;
                 int64_t waited = sg_ovh_budget_waited(client);
                 if (waited > 0 && sg_log_ratelimit(&last_budget, 60)) {
@@ -368,11 +396,10 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
-sg_ovh_watch_t *sg_ovh_watch_start(sg_conf_t *(*get_conf)(void), struct sg_store *store,
-                                   const struct sg_ovh_watch_hooks *hooks,
-                                   char *err, size_t errlen)
+sg_watch_t *sg_watch_start(sg_conf_t *(*get_conf)(void), sg_store_t *store,
+                           const struct sg_watch_hooks *hooks, char *err, size_t errlen)
 {
-    struct sg_ovh_watch *w;
+    struct sg_watch *w;
     pthread_condattr_t ca;
     int e;
 
@@ -408,7 +435,7 @@ sg_ovh_watch_t *sg_ovh_watch_start(sg_conf_t *(*get_conf)(void), struct sg_store
     return w;
 }
 
-void sg_ovh_watch_kick(sg_ovh_watch_t *w)
+void sg_watch_kick(sg_watch_t *w)
 {
     if (!w)
         return;
@@ -418,7 +445,7 @@ void sg_ovh_watch_kick(sg_ovh_watch_t *w)
     pthread_mutex_unlock(&w->mu);
 }
 
-void sg_ovh_watch_stop(sg_ovh_watch_t *w)
+void sg_watch_stop(sg_watch_t *w)
 {
     if (!w)
         return;

@@ -29,7 +29,7 @@
 #include <sys/stat.h>
 
 #include "sg_log.h"
-#include "sg_ovh_internal.h"
+#include "sg_ovh.h"
 #include "sg_run.h"
 #include "sg_saslmap.h"
 #include "sg_store.h"
@@ -59,23 +59,29 @@ static bool looks_french(const char *text)
     return false;
 }
 
-static void gather_ticket(sg_ovh_t *c, struct sg_block_case *bc)
+/* gather_ticket - the ticket's messages into the case; t: the ticket
+ * already found (the watcher's), or NULL to find it. */
+static void gather_ticket(sg_ovh_t *c, struct sg_block_case *bc, const struct sg_ovh_ticket *t)
 {
-    struct sg_ovh_ticket t;
+    struct sg_ovh_ticket found;
     struct sg_ovh_message *m = NULL;
     struct sg_ovh_err err;
     size_t n = 0;
 
-    if (bc->a->offer == SG_OFFER_MXPLAN_LEGACY ||
-        sg_ovh_ticket_find(c, bc->a, bc->ticket_number, &t, &err) != 0)
+    if (bc->a->offer == SG_OFFER_MXPLAN_LEGACY)
         return;
+    if (t == NULL) {
+        if (sg_ovh_ticket_find(c, bc->a, bc->ticket_number, &found, &err) != 0)
+            return;
+        t = &found;
+    }
     bc->have_ticket = true;
-    bc->ticket_id = t.id;
+    bc->ticket_id = t->id;
     if (bc->ticket_number < 0)
-        bc->ticket_number = t.number;
-    snprintf(bc->ticket_state, sizeof(bc->ticket_state), "%s", t.state);
-    snprintf(bc->ticket_last_from, sizeof(bc->ticket_last_from), "%s", t.last_from);
-    if (sg_ovh_ticket_messages(c, t.id, &m, &n, &err) != 0)
+        bc->ticket_number = t->number;
+    snprintf(bc->ticket_state, sizeof(bc->ticket_state), "%s", t->state);
+    snprintf(bc->ticket_last_from, sizeof(bc->ticket_last_from), "%s", t->last_from);
+    if (sg_ovh_ticket_messages(c, t->id, &m, &n, &err) != 0)
         return;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(m[i].from, "support") == 0) {
@@ -105,8 +111,11 @@ static void gather_ticket(sg_ovh_t *c, struct sg_block_case *bc)
     sg_ovh_messages_free(m, n);
 }
 
-int sg_block_gather(sg_ovh_t *c, sg_store_t *st, const struct sg_account *a,
-                    int64_t now_ms, int64_t since_ms, struct sg_block_case *bc)
+/* gather - the case; status and t: what the caller already read from the
+ * API (NULL: read it here). */
+static int gather(sg_ovh_t *c, sg_store_t *st, const struct sg_account *a, int64_t now_ms,
+                  int64_t since_ms, const struct sg_ovh_status *known,
+                  const struct sg_ovh_ticket *t, struct sg_block_case *bc)
 {
     struct sg_ovh_status status;
     struct sg_ovh_err err;
@@ -126,16 +135,18 @@ int sg_block_gather(sg_ovh_t *c, sg_store_t *st, const struct sg_account *a,
         snprintf(bc->api_error, sizeof(bc->api_error), "no API client");
         return -1;
     }
-    if (sg_ovh_account_status(c, a, &status, &err) != 0) {
+    if (known == NULL && sg_ovh_account_status(c, a, &status, &err) != 0) {
         sg_ovh_strerror(&err, bc->api_error, sizeof(bc->api_error));
         rc = -1;
     } else {
+        if (known != NULL)
+            status = *known;
         bc->api_ok = true;
         bc->blocked = status.blocked;
         bc->ticket_number = status.ticket;
         snprintf(bc->api_state, sizeof(bc->api_state), "%s", status.state);
         if (status.blocked || status.ticket >= 0)
-            gather_ticket(c, bc);
+            gather_ticket(c, bc, t);
     }
     if (bc->redir_readable && sg_ovh_redirections(c, a, &bc->redir, &bc->nredir, &err) != 0) {
         bc->redir_readable = false;       /* say so in the draft rather than guess */
@@ -143,6 +154,12 @@ int sg_block_gather(sg_ovh_t *c, sg_store_t *st, const struct sg_account *a,
         bc->nredir = 0;
     }
     return rc;
+}
+
+int sg_block_gather(sg_ovh_t *c, sg_store_t *st, const struct sg_account *a,
+                    int64_t now_ms, int64_t since_ms, struct sg_block_case *bc)
+{
+    return gather(c, st, a, now_ms, since_ms, NULL, NULL, bc);
 }
 
 void sg_block_case_free(struct sg_block_case *bc)
@@ -175,7 +192,7 @@ char *sg_block_case_draft(const struct sg_block_case *bc)
 static void state_note(sg_store_t *st, const char *account, enum sg_wf_event event,
                        const char *note)
 {
-    struct sg_wf_event_in in = { .event = event, .now_ms = sg_ovh_now_ms(), .note = note,
+    struct sg_wf_event_in in = { .event = event, .now_ms = sg_wf_now_ms(), .note = note,
                                  .ticket = -1 };
     char esc[300];
 
@@ -209,14 +226,14 @@ static void sleep_ms(int64_t ms)
 static int follow_task(sg_ovh_t *c, const struct sg_account *a, int64_t task,
                        enum sg_ovh_task_state *state, struct sg_ovh_err *e)
 {
-    int64_t until = sg_ovh_mono_ms() + task_wait_ms(), pause = 500;
+    int64_t until = sg_wf_mono_ms() + task_wait_ms(), pause = 500;
 
     for (;;) {
         if (sg_ovh_task_get(c, a, task, state, e) != 0)
             return -1;
         if (*state == SG_OVH_TASK_DONE || *state == SG_OVH_TASK_ERROR)
             return 0;
-        int64_t left = until - sg_ovh_mono_ms();
+        int64_t left = until - sg_wf_mono_ms();
         if (left <= 0)
             return 0;
         sleep_ms(pause < left ? pause : left);
@@ -260,7 +277,7 @@ static int pending_save(const struct sg_account *a, int64_t task, const char *pw
 {
     char path[4096], tmp[4200];
     json_t *j = json_pack("{s:s,s:I,s:s,s:I}", "account", a->address, "task", (json_int_t)task,
-                          "password", pw, "since_ms", (json_int_t)sg_ovh_now_ms());
+                          "password", pw, "since_ms", (json_int_t)sg_wf_now_ms());
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     struct stat mst;
     int fd = -1, rc = -1;
@@ -712,4 +729,23 @@ int sg_block_unblock(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
     snprintf(msg, msglen, "reply posted on ticket %lld; sendguard follows the account and "
              "releases its held mail once OVHcloud unblocks it", (long long)bc->ticket_number);
     return 0;
+}
+
+void sg_block_auto_reply(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
+                         const struct sg_account *a, const struct sg_ovh_status *status,
+                         const struct sg_ovh_ticket *t, int64_t now_ms)
+{
+    struct sg_block_case bc;
+    char msg[1024], out[1200], esc[400], *draft;
+    int rc;
+
+    sg_log_esc(esc, sizeof(esc), a->address);
+    gather(c, st, a, now_ms, now_ms - 24 * 3600000LL, status, t, &bc);
+    draft = sg_block_case_draft(&bc);
+    rc = sg_block_unblock(c, st, s, &bc, draft, "sendguard (auto_reply)", false, msg,
+                          sizeof(msg));
+    sg_log(rc == 0 ? LOG_NOTICE : LOG_ERR, "auto_reply: account=<%s>: %s", esc,
+           sg_log_escape_text(out, sizeof(out), msg, strlen(msg)));
+    free(draft);
+    sg_block_case_free(&bc);
 }
