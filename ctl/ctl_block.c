@@ -7,7 +7,7 @@
  * Must not: post or change anything without the postmaster's confirmation
  * (a terminal prompt, or --yes), print a password unless --show-password,
  * write a state but through sg_wf_apply, or hold logic that lives in
- * ovh/sg_block.c and ovh/sg_unblock.c.
+ * workflow/sg_block.c and workflow/sg_unblock.c.
  */
 #include <errno.h>
 #include <fcntl.h>

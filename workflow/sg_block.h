@@ -5,7 +5,9 @@
  * relay's SASL password map, and the audit line.
  *
  * Pure where it can be: the analysis and the draft take data and `now`
- * and return text; only the SASL map rewrite touches a file.
+ * and return text; only the SASL map rewrite touches a file. The steps
+ * through the API (sg_unblock.c) move the account's phase only through
+ * the workflow (sg_workflow.h).
  */
 #ifndef SG_BLOCK_H
 #define SG_BLOCK_H
@@ -149,8 +151,8 @@ void sg_block_auto_reply(struct sg_ovh *c, struct sg_store *st, const struct sg_
 char *sg_block_case_draft(const struct sg_block_case *bc);
 
 /* Unblock: Exchange, Email Pro, MX Plan new: post text on the ticket;
- * legacy MX Plan: a new password (sg_block_rotate). Writes the state
- * (phase "replied" / "password_changed", note with the time) and an audit
+ * legacy MX Plan: a new password (sg_block_rotate). Applies the workflow
+ * event (phase "replied" / "password_changed", note with the time) and an audit
  * line. Safe to run twice: an account the API no longer reports blocked,
  * or a ticket whose last message is this same text, is left alone.
  * msg gets a sentence for the postmaster. 0 done (or nothing to do), -1 failed. */

@@ -1,7 +1,9 @@
 /*
  * sg_unblock.c - the block workflow's steps that talk to the API: gather
  * a case (status, ticket, redirections, evidence), post the reply, change
- * a password and hand it to the relay's SASL map.
+ * a password and hand it to the relay's SASL map; the daemon's auto_reply
+ * (the same steps with the watcher's client and ticket). Each step that
+ * moves the account's phase is a workflow event (sg_wf_apply).
  *
  * Every write is done exactly once: a reply or a password change whose
  * answer was lost is never resent; the ticket's messages or the account's
@@ -14,7 +16,8 @@
  * Must not: post anything the caller did not pass in (the text is the
  * postmaster's, or the draft when the config says auto_reply), print or
  * log a password unless show_password, write the SASL map before the
- * password task is done, or resend a write that may have been carried out.
+ * password task is done, resend a write that may have been carried out,
+ * or write the account's state but through sg_wf_apply.
  */
 #include "sg_block.h"
 
