@@ -6,7 +6,8 @@
  *
  * Must not: post or change anything without the postmaster's confirmation
  * (a terminal prompt, or --yes), print a password unless --show-password,
- * or hold logic that lives in ovh/sg_block.c and ovh/sg_unblock.c.
+ * write a state but through sg_wf_apply, or hold logic that lives in
+ * workflow/sg_block.c and workflow/sg_unblock.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,7 @@
 #include "sg_log.h"
 #include "sg_ovh.h"
 #include "sg_policy.h"
+#include "sg_workflow.h"
 
 #define EX_FAIL 1
 #define EX_USAGE_ 64
@@ -122,7 +124,8 @@ int sg_ctl_lockdown(sg_conf_t *conf, int argc, char **argv)
     const struct sg_settings *s = sg_conf_settings(conf);
     const char *usage = "lockdown ACCOUNT [--off]";
     struct sg_account_state st;
-    char who[128], when[32], summary[512], id[SG_ADDR_MAX + 1];
+    struct sg_wf_step sp;
+    char who[128], when[32], summary[512], id[SG_ADDR_MAX + 1], note[256];
     const struct sg_account *a;
     const char *account;
     sg_store_t *store;
@@ -144,39 +147,28 @@ int sg_ctl_lockdown(sg_conf_t *conf, int argc, char **argv)
     sg_log_open("sendguardctl", s->syslog_facility, false);
     sg_block_who(who, sizeof(who));
     utc(when, sizeof(when), now_ms());
-    if (sg_store_state_get(store, account, &st) != 0) {
-        fprintf(stderr, "sendguardctl: cannot read the state of %s (is Redis up?)\n", account);
-        sg_store_free(store);
-        return EX_UNAVAILABLE_;
-    }
-    if (!o.off) {
-        if (st.blocked) {
-            printf("%s is already locked down (%s): nothing to do\n", account, st.phase);
-            goto out;
-        }
-        st.blocked = true;
-        st.since_ms = now_ms();
-        snprintf(st.phase, sizeof(st.phase), "lockdown");
-        snprintf(st.note, sizeof(st.note), "locked down by %s at %s", who, when);
-    } else {
-        if (!st.blocked) {
-            printf("%s is not locked down: nothing to do\n", account);
-            goto out;
-        }
-        if (strcmp(st.phase, "lockdown") != 0) {
+    snprintf(note, sizeof(note), o.off ? "lockdown lifted by %s at %s" : "locked down by %s at %s",
+             who, when);
+    struct sg_wf_event_in in = { .event = o.off ? SG_WF_EV_LOCKDOWN_OFF : SG_WF_EV_LOCKDOWN,
+                                 .now_ms = now_ms(), .note = note, .ticket = -1 };
+    switch (sg_wf_apply(store, account, &in, &sp, &st)) {
+    case 1:
+        break;
+    case 0:
+        if (sp.verdict == SG_WF_REFUSE) {
             fprintf(stderr, "sendguardctl: %s is blocked at OVHcloud (%s): the lockdown ends when "
                             "OVHcloud unblocks it (sendguardctl unblock %s)\n", account, st.phase,
                     account);
             rc = EX_FAIL;
-            goto out;
+        } else if (o.off) {
+            printf("%s is not locked down: nothing to do\n", account);
+        } else {
+            printf("%s is already locked down (%s): nothing to do\n", account, st.phase);
         }
-        st.blocked = false;
-        st.since_ms = now_ms();
-        snprintf(st.phase, sizeof(st.phase), "unblocked");
-        snprintf(st.note, sizeof(st.note), "lockdown lifted by %s at %s", who, when);
-    }
-    if (sg_store_state_set(store, account, &st) != 0) {
-        fprintf(stderr, "sendguardctl: cannot write the state of %s (is Redis up?)\n", account);
+        goto out;
+    default:
+        fprintf(stderr, "sendguardctl: cannot read or write the state of %s (is Redis up?)\n",
+                account);
         rc = EX_UNAVAILABLE_;
         goto out;
     }

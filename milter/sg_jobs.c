@@ -1,7 +1,8 @@
 /*
- * sg_jobs.c - background work of the daemon: the OVHcloud watcher thread
- * (sg_ovh_watch, elected by a store lock so one relay polls), its alerts,
- * and the release thread that hands the queue ids this relay held back to
+ * sg_jobs.c - background work of the daemon: starts the OVHcloud watcher
+ * thread (workflow/sg_watch: it applies, alerts and answers the blocks
+ * itself; here only its election by a store lock, so one relay polls, and
+ * its wake-up of the release), and the release thread that hands the queue ids this relay held back to
  * the root release helper (release_helper), or to release_command itself,
  * once the account's lockdown is off.
  *
@@ -24,16 +25,16 @@
 #include "sg_block.h"
 #include "sg_conf.h"
 #include "sg_log.h"
-#include "sg_ovh.h"
 #include "sg_release.h"
 #include "sg_run.h"
+#include "sg_watch.h"
 
 #define RELEASE_EVERY_S 2
 #define POLL_LOCK "ovh-poll"
 
 static struct {
     sg_store_t *store, *fallback;
-    sg_ovh_watch_t *watch;
+    sg_watch_t *watch;
     pthread_t thr;
     bool running, stop;
     pthread_mutex_t mu;
@@ -44,11 +45,6 @@ static struct {
 } J = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 static long last_held_fail, last_release_fail;
-
-static int64_t now_ms(void)
-{
-    return (int64_t)sg_clock_realtime_ms(NULL);
-}
 
 /* --- watcher hooks ------------------------------------------------------- */
 
@@ -64,53 +60,13 @@ static void hook_unlock(void *ctx)
     sg_store_lock(J.store, POLL_LOCK, J.owner, 0);
 }
 
-static void hook_describe(void *ctx, const struct sg_account *a, char *buf, size_t size)
-{
-    (void)ctx;
-    sg_block_summary(J.store, a->address, now_ms(), buf, size);
-}
-
-/* auto_reply: the unblock step without the postmaster, with the draft as
- * the reply (or a new password written to the SASL map, legacy MX Plan). */
-static void auto_reply(const struct sg_settings *s, const struct sg_account *a)
-{
-    struct sg_block_case bc;
-    struct sg_ovh_err e;
-    char msg[1024], out[1200], esc[400], *draft;
-    sg_ovh_t *c = sg_ovh_open(s, &e);
-    int rc;
-
-    sg_log_esc(esc, sizeof(esc), a->address);
-    if (c == NULL) {
-        sg_log(LOG_ERR, "auto_reply: account=<%s>: %s", esc, sg_ovh_strerror(&e, msg, sizeof(msg)));
-        return;
-    }
-    sg_block_gather(c, J.store, a, now_ms(), now_ms() - 24 * 3600000LL, &bc);
-    draft = sg_block_case_draft(&bc);
-    rc = sg_block_unblock(c, J.store, s, &bc, draft, "sendguard (auto_reply)", false, msg,
-                          sizeof(msg));
-    sg_log(rc == 0 ? LOG_NOTICE : LOG_ERR, "auto_reply: account=<%s>: %s", esc,
-           sg_log_escape_text(out, sizeof(out), msg, strlen(msg)));
-    free(draft);
-    sg_block_case_free(&bc);
-    sg_ovh_free(c);
-}
-
+/* The watcher applied a change (and alerted, and answered the ticket for
+ * an account with auto_reply): release held mail now, not in 2 s. */
 static void hook_on_change(void *ctx, const struct sg_account *a,
                            const struct sg_account_state *st)
 {
-    sg_conf_t *conf = sg_conf_current();
-    const struct sg_settings *s = sg_conf_settings(conf);
-    char summary[512];
-
-    (void)ctx;
-    sg_block_summary(J.store, a->address, now_ms(), summary, sizeof(summary));
-    sg_block_alert(s, J.store, a->address, a->offer, st->blocked ? "blocked" : "unblocked",
-                   st->ticket, summary, J.relay);
-    if (st->blocked && a->auto_reply)
-        auto_reply(s, a);
-    sg_conf_unref(conf);
-    pthread_mutex_lock(&J.mu);    /* release held mail now, not in 2 s */
+    (void)ctx, (void)a, (void)st;
+    pthread_mutex_lock(&J.mu);
     pthread_cond_signal(&J.cv);
     pthread_mutex_unlock(&J.mu);
 }
@@ -295,9 +251,9 @@ void sg_jobs_held(const char *account, const char *qid)
 
 void sg_jobs_start(sg_store_t *primary, sg_store_t *fallback, const char *relay)
 {
-    struct sg_ovh_watch_hooks hooks = {
+    struct sg_watch_hooks hooks = {
         .try_lock = hook_try_lock, .unlock = hook_unlock, .on_change = hook_on_change,
-        .describe = hook_describe, .ctx = NULL,
+        .ctx = NULL,
     };
     char err[256];
 
@@ -310,7 +266,7 @@ void sg_jobs_start(sg_store_t *primary, sg_store_t *fallback, const char *relay)
     J.fallback = fallback;
     snprintf(J.relay, sizeof(J.relay), "%s", relay);
     snprintf(J.owner, sizeof(J.owner), "%s:%ld", relay, (long)getpid());
-    J.watch = sg_ovh_watch_start(sg_conf_current, primary, &hooks, err, sizeof(err));
+    J.watch = sg_watch_start(sg_conf_current, primary, &hooks, err, sizeof(err));
     if (J.watch == NULL)
         sg_log(LOG_ERR, "OVHcloud watcher not started: %s", err);
     J.stop = false;
@@ -322,12 +278,12 @@ void sg_jobs_start(sg_store_t *primary, sg_store_t *fallback, const char *relay)
 void sg_jobs_reloaded(void)
 {
     if (J.watch != NULL)
-        sg_ovh_watch_kick(J.watch);
+        sg_watch_kick(J.watch);
 }
 
 void sg_jobs_stop(void)
 {
-    sg_ovh_watch_stop(J.watch);
+    sg_watch_stop(J.watch);
     J.watch = NULL;
     if (J.running) {
         pthread_mutex_lock(&J.mu);

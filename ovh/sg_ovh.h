@@ -24,10 +24,6 @@
 
 #include "sg_conf.h"
 
-/* From policy/sg_store.h (only the watcher uses them). */
-struct sg_store;
-struct sg_account_state;
-
 /* ---- errors --------------------------------------------------------------- */
 
 enum sg_ovh_rc {
@@ -345,44 +341,5 @@ void sg_ovh_current_clear(struct sg_ovh_current *cur);
 /* The rules of `needed` no rule of `have` covers ('*' matches any run of
  * characters, '/' included, as the API does): a new array (maybe empty). */
 json_t *sg_ovh_rules_missing(const json_t *have, const json_t *needed);
-
-/* ---- the watcher (daemon) ------------------------------------------------- */
-
-typedef struct sg_ovh_watch sg_ovh_watch_t;
-
-struct sg_ovh_watch_hooks {
-    /* Multi-relay election (TODO for the Redis store: SET NX PX). Return
-     * true when this relay holds the lock for ttl_ms and should poll now.
-     * NULL: always poll. */
-    bool (*try_lock)(void *ctx, uint64_t ttl_ms);
-    void (*unlock)(void *ctx);    /* may be NULL */
-    /* After an account's state changed (blocked or back to normal) and was
-     * written to the store. May be NULL. */
-    void (*on_change)(void *ctx, const struct sg_account *a, const struct sg_account_state *st);
-    /* Text appended to the LOG_ALERT line of a new block (the evidence
-     * summary), already escaped for a log line. May be NULL. */
-    void (*describe)(void *ctx, const struct sg_account *a, char *buf, size_t size);
-    void *ctx;
-};
-
-/* Start the watcher thread. get_conf returns a new reference to the current
- * config (sg_conf_current); each round uses one snapshot, re-reads the
- * credentials, and checks every account with an offer every
- * ovh.poll_interval (0 = the thread idles). store must outlive the watcher.
- * hooks may be NULL. NULL on error (err filled). */
-sg_ovh_watch_t *sg_ovh_watch_start(sg_conf_t *(*get_conf)(void), struct sg_store *store,
-                                   const struct sg_ovh_watch_hooks *hooks,
-                                   char *err, size_t errlen);
-/* Poll now (e.g. after a reload). */
-void sg_ovh_watch_kick(sg_ovh_watch_t *w);
-/* Stop the thread (aborting a call in progress) and free. NULL is fine. */
-void sg_ovh_watch_stop(sg_ovh_watch_t *w);
-
-/* One round over accounts with client c, writing store; what the thread
- * does each interval. Returns how many accounts could not be checked.
- * hooks may be NULL. */
-size_t sg_ovh_watch_round(sg_ovh_t *c, struct sg_store *store, const struct sg_account *accounts,
-                          size_t naccounts, const struct sg_ovh_watch_hooks *hooks,
-                          int64_t now_ms);
 
 #endif

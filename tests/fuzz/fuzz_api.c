@@ -16,7 +16,7 @@
  *   1 sg_ovh_list_accounts       6 sg_ovh_ticket_reply
  *   2 sg_ovh_change_password     7 sg_ovh_credential_request
  *   3 sg_ovh_redirections        8 sg_block_gather + sg_block_case_draft
- *   4 sg_ovh_ticket_find         9 sg_ovh_watch_round (memory store)
+ *   4 sg_ovh_ticket_find         9 sg_watch_round (memory store)
  * Open findings (RESULTS.md, inputs in tests/fuzz/crashes/): with
  * SG_FUZZ_MASK_OPEN=1 in the environment (tests/fuzz/run sets it while
  * fuzzing, not while replaying tests/fuzz/crashes/), an empty array
@@ -39,6 +39,7 @@
 #include "sg_log.h"
 #include "sg_ovh.h"
 #include "sg_store.h"
+#include "sg_watch.h"
 
 #define NOW_MS 1767225600000LL     /* 2026-01-01T00:00:00Z */
 
@@ -327,7 +328,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!st)
             break;
         for (int round = 0; round < 2 && in_p; round++)
-            (void)sg_ovh_watch_round(c, st, &a, 1, NULL, NOW_MS + round * 300000LL);
+            (void)sg_watch_round(c, st, NULL, &a, 1, NULL, NOW_MS + round * 300000LL);
         sg_store_free(st);
         break;
     }

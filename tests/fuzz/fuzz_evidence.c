@@ -1,6 +1,6 @@
 /*
  * fuzz_evidence - the block workflow's reading of evidence and its drafts
- * (ovh/sg_block.h): the store's evidence JSON (hourly counts, client IPs,
+ * (workflow/sg_block.h): the store's evidence JSON (hourly counts, client IPs,
  * mailers, domains: names that came from the MTA) through sg_block_analyse,
  * then sg_block_spark, sg_block_looks_legitimate and sg_block_draft; and
  * OVHcloud's ticket text (what support writes: the count of suspicious

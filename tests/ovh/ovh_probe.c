@@ -12,6 +12,10 @@
  *     watcher CONFIG   commands on stdin: "kick", "state ADDR", "stop"
  *   ACCT = offer:address[:organization:service] (offer as in the config)
  *
+ * Built twice: ovh_probe, the API client alone (no store: `ldd` shows no
+ * hiredis, test_ovh_link.py), and watch_probe (SG_PROBE_WATCH: with the
+ * workflow's watcher for script and watcher).
+ *
  * Secrets are read from files or stdin, never from argv.
  */
 #include <stdio.h>
@@ -25,7 +29,10 @@
 
 #include "sg_log.h"
 #include "sg_ovh.h"
+#ifdef SG_PROBE_WATCH
 #include "sg_store.h"
+#include "sg_watch.h"
+#endif
 
 static const char *creds_path;
 
@@ -140,6 +147,7 @@ static sg_ovh_t *client(struct sg_ovh_err *e)
     return cl;
 }
 
+#ifdef SG_PROBE_WATCH
 static json_t *state_json(const char *addr, const struct sg_account_state *s)
 {
     return json_pack("{s:s,s:b,s:I,s:s,s:s,s:s,s:I,s:I}", "account", addr, "blocked", s->blocked,
@@ -162,7 +170,7 @@ static int cmd_script(sg_ovh_t *c, int n, char **specs)
 {
     struct sg_account *accts = calloc((size_t)n, sizeof(*accts));
     sg_store_t *store = sg_store_memory_new(NULL, NULL);
-    struct sg_ovh_watch_hooks hooks = { .on_change = on_change };
+    struct sg_watch_hooks hooks = { .on_change = on_change };
     char line[256];
 
     for (int i = 0; i < n; i++)
@@ -173,8 +181,8 @@ static int cmd_script(sg_ovh_t *c, int n, char **specs)
             break;
         if (strncmp(line, "round", 5) != 0)
             continue;
-        size_t failed = sg_ovh_watch_round(c, store, accts, (size_t)n, &hooks,
-                                           (int64_t)time(NULL) * 1000);
+        size_t failed = sg_watch_round(c, store, NULL, accts, (size_t)n, &hooks,
+                                       (int64_t)time(NULL) * 1000);
         json_t *states = json_array();
         for (int i = 0; i < n; i++) {
             struct sg_account_state s;
@@ -200,12 +208,12 @@ static int cmd_watcher(const char *config)
 {
     char err[512], line[512];
     sg_store_t *store;
-    sg_ovh_watch_t *w;
+    sg_watch_t *w;
 
     if (!(g_conf = sg_conf_load(config, NULL, NULL)))
         return 78;
     store = sg_store_memory_new(NULL, NULL);
-    if (!(w = sg_ovh_watch_start(get_conf, store, NULL, err, sizeof(err)))) {
+    if (!(w = sg_watch_start(get_conf, store, NULL, err, sizeof(err)))) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
@@ -213,7 +221,7 @@ static int cmd_watcher(const char *config)
     while (fgets(line, sizeof(line), stdin)) {
         line[strcspn(line, "\r\n")] = '\0';
         if (strcmp(line, "kick") == 0) {
-            sg_ovh_watch_kick(w);
+            sg_watch_kick(w);
             print_json(json_pack("{s:s}", "kicked", "yes"));
         } else if (strncmp(line, "state ", 6) == 0) {
             struct sg_account_state s;
@@ -225,7 +233,7 @@ static int cmd_watcher(const char *config)
     }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    sg_ovh_watch_stop(w);
+    sg_watch_stop(w);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     print_json(json_pack("{s:I}", "stop_ms",
                          (json_int_t)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000)));
@@ -233,6 +241,8 @@ static int cmd_watcher(const char *config)
     sg_conf_unref(g_conf);
     return 0;
 }
+
+#endif
 
 int main(int argc, char **argv)
 {
@@ -253,8 +263,10 @@ int main(int argc, char **argv)
     sg_log_open("ovh_probe", LOG_USER, true);
     if (sg_ovh_global_init() != 0)
         return 1;
+#ifdef SG_PROBE_WATCH
     if (strcmp(argv[0], "watcher") == 0)
         return argc == 2 ? cmd_watcher(argv[1]) : usage();
+#endif
 
     sg_ovh_t *c = client(&e);
     if (!c)
@@ -321,8 +333,10 @@ int main(int argc, char **argv)
             print_json(json_pack("{s:o}", "to", arr));
             sg_ovh_strv_free(to, n);
         }
+#ifdef SG_PROBE_WATCH
     } else if (strcmp(cmd, "script") == 0 && argc >= 2) {
         rc = cmd_script(c, argc - 1, argv + 1);
+#endif
     } else {
         rc = usage();
     }

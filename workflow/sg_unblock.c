@@ -1,7 +1,9 @@
 /*
  * sg_unblock.c - the block workflow's steps that talk to the API: gather
  * a case (status, ticket, redirections, evidence), post the reply, change
- * a password and hand it to the relay's SASL map.
+ * a password and hand it to the relay's SASL map; the daemon's auto_reply
+ * (the same steps with the watcher's client and ticket). Each step that
+ * moves the account's phase is a workflow event (sg_wf_apply).
  *
  * Every write is done exactly once: a reply or a password change whose
  * answer was lost is never resent; the ticket's messages or the account's
@@ -14,7 +16,8 @@
  * Must not: post anything the caller did not pass in (the text is the
  * postmaster's, or the draft when the config says auto_reply), print or
  * log a password unless show_password, write the SASL map before the
- * password task is done, or resend a write that may have been carried out.
+ * password task is done, resend a write that may have been carried out,
+ * or write the account's state but through sg_wf_apply.
  */
 #include "sg_block.h"
 
@@ -29,10 +32,11 @@
 #include <sys/stat.h>
 
 #include "sg_log.h"
-#include "sg_ovh_internal.h"
+#include "sg_ovh.h"
 #include "sg_run.h"
 #include "sg_saslmap.h"
 #include "sg_store.h"
+#include "sg_workflow.h"
 
 #define PASSWORD_LEN 20
 #define TASK_WAIT_MS (120 * 1000)         /* how long a password task is followed */
@@ -58,23 +62,29 @@ static bool looks_french(const char *text)
     return false;
 }
 
-static void gather_ticket(sg_ovh_t *c, struct sg_block_case *bc)
+/* gather_ticket - the ticket's messages into the case; t: the ticket
+ * already found (the watcher's), or NULL to find it. */
+static void gather_ticket(sg_ovh_t *c, struct sg_block_case *bc, const struct sg_ovh_ticket *t)
 {
-    struct sg_ovh_ticket t;
+    struct sg_ovh_ticket found;
     struct sg_ovh_message *m = NULL;
     struct sg_ovh_err err;
     size_t n = 0;
 
-    if (bc->a->offer == SG_OFFER_MXPLAN_LEGACY ||
-        sg_ovh_ticket_find(c, bc->a, bc->ticket_number, &t, &err) != 0)
+    if (bc->a->offer == SG_OFFER_MXPLAN_LEGACY)
         return;
+    if (t == NULL) {
+        if (sg_ovh_ticket_find(c, bc->a, bc->ticket_number, &found, &err) != 0)
+            return;
+        t = &found;
+    }
     bc->have_ticket = true;
-    bc->ticket_id = t.id;
+    bc->ticket_id = t->id;
     if (bc->ticket_number < 0)
-        bc->ticket_number = t.number;
-    snprintf(bc->ticket_state, sizeof(bc->ticket_state), "%s", t.state);
-    snprintf(bc->ticket_last_from, sizeof(bc->ticket_last_from), "%s", t.last_from);
-    if (sg_ovh_ticket_messages(c, t.id, &m, &n, &err) != 0)
+        bc->ticket_number = t->number;
+    snprintf(bc->ticket_state, sizeof(bc->ticket_state), "%s", t->state);
+    snprintf(bc->ticket_last_from, sizeof(bc->ticket_last_from), "%s", t->last_from);
+    if (sg_ovh_ticket_messages(c, t->id, &m, &n, &err) != 0)
         return;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(m[i].from, "support") == 0) {
@@ -104,8 +114,11 @@ static void gather_ticket(sg_ovh_t *c, struct sg_block_case *bc)
     sg_ovh_messages_free(m, n);
 }
 
-int sg_block_gather(sg_ovh_t *c, sg_store_t *st, const struct sg_account *a,
-                    int64_t now_ms, int64_t since_ms, struct sg_block_case *bc)
+/* gather - the case; status and t: what the caller already read from the
+ * API (NULL: read it here). */
+static int gather(sg_ovh_t *c, sg_store_t *st, const struct sg_account *a, int64_t now_ms,
+                  int64_t since_ms, const struct sg_ovh_status *known,
+                  const struct sg_ovh_ticket *t, struct sg_block_case *bc)
 {
     struct sg_ovh_status status;
     struct sg_ovh_err err;
@@ -125,16 +138,18 @@ int sg_block_gather(sg_ovh_t *c, sg_store_t *st, const struct sg_account *a,
         snprintf(bc->api_error, sizeof(bc->api_error), "no API client");
         return -1;
     }
-    if (sg_ovh_account_status(c, a, &status, &err) != 0) {
+    if (known == NULL && sg_ovh_account_status(c, a, &status, &err) != 0) {
         sg_ovh_strerror(&err, bc->api_error, sizeof(bc->api_error));
         rc = -1;
     } else {
+        if (known != NULL)
+            status = *known;
         bc->api_ok = true;
         bc->blocked = status.blocked;
         bc->ticket_number = status.ticket;
         snprintf(bc->api_state, sizeof(bc->api_state), "%s", status.state);
         if (status.blocked || status.ticket >= 0)
-            gather_ticket(c, bc);
+            gather_ticket(c, bc, t);
     }
     if (bc->redir_readable && sg_ovh_redirections(c, a, &bc->redir, &bc->nredir, &err) != 0) {
         bc->redir_readable = false;       /* say so in the draft rather than guess */
@@ -142,6 +157,12 @@ int sg_block_gather(sg_ovh_t *c, sg_store_t *st, const struct sg_account *a,
         bc->nredir = 0;
     }
     return rc;
+}
+
+int sg_block_gather(sg_ovh_t *c, sg_store_t *st, const struct sg_account *a,
+                    int64_t now_ms, int64_t since_ms, struct sg_block_case *bc)
+{
+    return gather(c, st, a, now_ms, since_ms, NULL, NULL, bc);
 }
 
 void sg_block_case_free(struct sg_block_case *bc)
@@ -169,17 +190,19 @@ char *sg_block_case_draft(const struct sg_block_case *bc)
                           bc->redir_readable);
 }
 
-/* phase NULL: keep it (only the note changes). */
-static void state_note(sg_store_t *st, const char *account, const char *phase, const char *note)
+/* state_note - one workflow event with its note (sg_wf_apply: the phase
+ * moves only where the transition table says, never by a blind write). */
+static void state_note(sg_store_t *st, const char *account, enum sg_wf_event event,
+                       const char *note)
 {
-    struct sg_account_state s;
+    struct sg_wf_event_in in = { .event = event, .now_ms = sg_wf_now_ms(), .note = note,
+                                 .ticket = -1 };
+    char esc[300];
 
-    if (sg_store_state_get(st, account, &s) != 0)
-        return;
-    if (phase != NULL)
-        snprintf(s.phase, sizeof(s.phase), "%s", phase);
-    snprintf(s.note, sizeof(s.note), "%s", note);
-    sg_store_state_set(st, account, &s);
+    if (sg_wf_apply(st, account, &in, NULL, NULL) < 0)
+        sg_log(LOG_WARNING, "account=<%s>: cannot record %s in the store (%s)",
+               sg_log_esc(esc, sizeof(esc), account), sg_wf_event_name(event),
+               sg_store_name(st));
 }
 
 /* ---- the password task ----------------------------------------------------- */
@@ -206,14 +229,14 @@ static void sleep_ms(int64_t ms)
 static int follow_task(sg_ovh_t *c, const struct sg_account *a, int64_t task,
                        enum sg_ovh_task_state *state, struct sg_ovh_err *e)
 {
-    int64_t until = sg_ovh_mono_ms() + task_wait_ms(), pause = 500;
+    int64_t until = sg_wf_mono_ms() + task_wait_ms(), pause = 500;
 
     for (;;) {
         if (sg_ovh_task_get(c, a, task, state, e) != 0)
             return -1;
         if (*state == SG_OVH_TASK_DONE || *state == SG_OVH_TASK_ERROR)
             return 0;
-        int64_t left = until - sg_ovh_mono_ms();
+        int64_t left = until - sg_wf_mono_ms();
         if (left <= 0)
             return 0;
         sleep_ms(pause < left ? pause : left);
@@ -257,7 +280,7 @@ static int pending_save(const struct sg_account *a, int64_t task, const char *pw
 {
     char path[4096], tmp[4200];
     json_t *j = json_pack("{s:s,s:I,s:s,s:I}", "account", a->address, "task", (json_int_t)task,
-                          "password", pw, "since_ms", (json_int_t)sg_ovh_now_ms());
+                          "password", pw, "since_ms", (json_int_t)sg_wf_now_ms());
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     struct stat mst;
     int fd = -1, rc = -1;
@@ -389,7 +412,7 @@ static int apply(const struct sg_settings *s, const struct sg_account *a, const 
 
 /* settle - what a password task's state means for the map and the account */
 static int settle(sg_store_t *st, const struct sg_settings *s, const struct sg_account *a,
-                  const char *who, bool show_password, const char *phase, int64_t task,
+                  const char *who, bool show_password, bool unblocking, int64_t task,
                   enum sg_ovh_task_state ts, const char *pw, char *msg, size_t msglen)
 {
     char when[32], note[256], detail[64], err[600];
@@ -398,7 +421,7 @@ static int settle(sg_store_t *st, const struct sg_settings *s, const struct sg_a
     snprintf(detail, sizeof(detail), "task=%lld", (long long)task);
     if (ts == SG_OVH_TASK_DONE) {
         snprintf(note, sizeof(note), "password changed at %s by %s", when, who);
-        state_note(st, a->address, phase, note);
+        state_note(st, a->address, unblocking ? SG_WF_EV_PASSWORD_DONE : SG_WF_EV_NOTE, note);
         sg_block_audit(who, "password_change", a->address, detail);
         if (apply(s, a, pw, task, show_password, msg, msglen) != 0) {
             /* Keep (or save) it: `sendguardctl status` tries the map again. */
@@ -414,7 +437,7 @@ static int settle(sg_store_t *st, const struct sg_settings *s, const struct sg_a
         snprintf(note, sizeof(note), "password change failed at OVHcloud (task %lld in error) "
                  "at %s; old password kept", (long long)task, when);
         /* In the unblock workflow the account stays locked down. */
-        state_note(st, a->address, phase ? "password_failed" : NULL, note);
+        state_note(st, a->address, unblocking ? SG_WF_EV_PASSWORD_FAILED : SG_WF_EV_NOTE, note);
         sg_block_audit(who, "password_change_failed", a->address, detail);
         sg_log(LOG_ERR, "account=<%s>: OVHcloud's password task %lld ended in error: the old "
                "password stays in %s", a->address, (long long)task,
@@ -422,7 +445,7 @@ static int settle(sg_store_t *st, const struct sg_settings *s, const struct sg_a
         snprintf(msg, msglen, "OVHcloud's password change task %lld ended in error: the password "
                  "did not change and %s keeps the old one%s", (long long)task,
                  a->sasl_map_file ? a->sasl_map_file : "the relay",
-                 phase ? "; the account stays locked down" : "");
+                 unblocking ? "; the account stays locked down" : "");
         return -1;
     }
     /* Still todo/doing after the bounded wait: keep the password for later. */
@@ -435,7 +458,7 @@ static int settle(sg_store_t *st, const struct sg_settings *s, const struct sg_a
     }
     snprintf(note, sizeof(note), "password change pending (task %lld) since %s by %s: "
              "sendguardctl status %s", (long long)task, when, who, a->address);
-    state_note(st, a->address, phase ? "password_pending" : NULL, note);
+    state_note(st, a->address, unblocking ? SG_WF_EV_PASSWORD_START : SG_WF_EV_NOTE, note);
     sg_block_audit(who, "password_change_pending", a->address, detail);
     snprintf(msg, msglen, "OVHcloud's password task %lld is still pending (%s): nothing written "
              "to %s yet; still pending: run `sendguardctl status %s`%s%s", (long long)task,
@@ -447,7 +470,7 @@ static int settle(sg_store_t *st, const struct sg_settings *s, const struct sg_a
 
 static int rotate(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
                   const struct sg_account *a, const char *who, bool show_password,
-                  const char *phase, char *msg, size_t msglen)
+                  bool unblocking, char *msg, size_t msglen)
 {
     char pw[PASSWORD_LEN + 1], err[600];
     struct sg_ovh_err e;
@@ -518,17 +541,17 @@ static int rotate(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
         }
     }
     free(before);
-    if (phase != NULL) {
+    if (unblocking) {
         /* The unblock workflow: the lockdown holds until the map has the
          * new password (the watcher leaves password_pending alone). */
         char note[256];
         snprintf(note, sizeof(note), "password change in progress (task %lld) by %s",
                  (long long)task, who);
-        state_note(st, a->address, "password_pending", note);
+        state_note(st, a->address, SG_WF_EV_PASSWORD_START, note);
     }
     if (follow_task(c, a, task, &ts, &e) != 0)
         ts = SG_OVH_TASK_TODO;           /* unreadable now: pending, read again later */
-    rc = settle(st, s, a, who, show_password, phase, task, ts, pw, msg, msglen);
+    rc = settle(st, s, a, who, show_password, unblocking, task, ts, pw, msg, msglen);
     explicit_bzero(pw, sizeof(pw));
     return rc < 0 ? -1 : rc;
 }
@@ -565,9 +588,8 @@ int sg_block_pending(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
     }
     /* The unblock workflow's phase moves on; a plain rotation's stays. */
     bool unblocking = sg_store_state_get(st, a->address, &state) == 0 &&
-                      strcmp(state.phase, "password_pending") == 0;
-    rc = settle(st, s, a, who, false, unblocking ? "password_changed" : NULL, task, ts, pw, msg,
-                msglen);
+                      sg_wf_state_parse(state.phase) == SG_WF_PASSWORD_PENDING;
+    rc = settle(st, s, a, who, false, unblocking, task, ts, pw, msg, msglen);
     explicit_bzero(pw, sizeof(pw));
     return rc < 0 ? -1 : 2;
 }
@@ -576,14 +598,14 @@ int sg_block_rotate(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
                     const struct sg_account *a, const char *who, bool show_password,
                     char *msg, size_t msglen)
 {
-    return rotate(c, st, s, a, who, show_password, NULL, msg, msglen);
+    return rotate(c, st, s, a, who, show_password, false, msg, msglen);
 }
 
 int sg_block_rotate_unblock(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
                             const struct sg_account *a, const char *who, bool show_password,
                             char *msg, size_t msglen)
 {
-    return rotate(c, st, s, a, who, show_password, "password_changed", msg, msglen);
+    return rotate(c, st, s, a, who, show_password, true, msg, msglen);
 }
 
 /* reply_is_on_ticket - after a reply whose answer was lost: 1 when the
@@ -705,9 +727,28 @@ int sg_block_unblock(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
     stamp(when, sizeof(when));
     snprintf(note, sizeof(note), "reply sent at %s by %s; waiting for OVHcloud support", when,
              who);
-    state_note(st, a->address, "replied", note);
+    state_note(st, a->address, SG_WF_EV_REPLIED, note);
     sg_block_audit(who, "reply", a->address, detail);
     snprintf(msg, msglen, "reply posted on ticket %lld; sendguard follows the account and "
              "releases its held mail once OVHcloud unblocks it", (long long)bc->ticket_number);
     return 0;
+}
+
+void sg_block_auto_reply(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
+                         const struct sg_account *a, const struct sg_ovh_status *status,
+                         const struct sg_ovh_ticket *t, int64_t now_ms)
+{
+    struct sg_block_case bc;
+    char msg[1024], out[1200], esc[400], *draft;
+    int rc;
+
+    sg_log_esc(esc, sizeof(esc), a->address);
+    gather(c, st, a, now_ms, now_ms - 24 * 3600000LL, status, t, &bc);
+    draft = sg_block_case_draft(&bc);
+    rc = sg_block_unblock(c, st, s, &bc, draft, "sendguard (auto_reply)", false, msg,
+                          sizeof(msg));
+    sg_log(rc == 0 ? LOG_NOTICE : LOG_ERR, "auto_reply: account=<%s>: %s", esc,
+           sg_log_escape_text(out, sizeof(out), msg, strlen(msg)));
+    free(draft);
+    sg_block_case_free(&bc);
 }

@@ -1,32 +1,38 @@
 /*
- * sg_ovh_watch.c - the daemon's watcher thread: every ovh.poll_interval it
- * asks the API whether each configured account is blocked for spam and
- * writes the answer to the shared store, so every relay (and
- * `sendguardctl status`) sees it.
+ * sg_watch.c - the daemon's watcher thread: every ovh.poll_interval it asks
+ * the API whether each configured account is blocked for spam and applies
+ * the answer to the shared store through the workflow (sg_wf_apply: read,
+ * decide, compare-and-set), so every relay (and `sendguardctl status`)
+ * sees it and a change is applied once even when relays or sendguardctl
+ * race on it.
  *
- * A block is logged at LOG_ALERT once, when the store's state changes (so
- * once across relays sharing Redis), the return to normal at LOG_NOTICE.
+ * The relay that applied a block logs it at LOG_ALERT (the return to
+ * normal at LOG_NOTICE) with the evidence summary, read once per event,
+ * runs alert.command with it and, for an account with auto_reply, answers
+ * the ticket with the same client and the ticket it already found.
  * With several relays, hooks->try_lock elects the one that polls (a lock
  * with expiry in the store, renewed each round by its holder; without the
  * hook every relay polls, which is correct but costs API calls).
  * Checks are spread over the interval (one account every interval/N), and
  * never faster than WATCH_SHARE a minute, which leaves part of the
- * process's request budget (SG_OVH_BUDGET a minute, sg_ovh_http.c) to the
- * ticket lookups and the block workflow; when N accounts do not fit in
+ * process's request budget (SG_OVH_BUDGET a minute, ovh/sg_ovh_http.c) to
+ * the ticket lookups and the block workflow; when N accounts do not fit in
  * poll_interval at that pace, each is checked every N/WATCH_SHARE minutes
  * instead (logged once per configuration). A check the budget delayed is
  * logged. Once a day the consumer key's expiry is read: a week before it,
  * a warning.
- * Must not: clear a lockdown it did not set (a phase other than "blocked",
- * "replied" or "password_changed" is someone else's; "password_pending" and
- * "password_failed" are the workflow's and stay locked down until the
- * password task is settled), hold a config snapshot across rounds
- * longer than its client needs, or block sg_ovh_watch_stop for long (the
- * client's abort hook ends a call in progress).
+ * Must not: decide a transition itself (sg_wf_decide does: it never lifts
+ * a lockdown it did not set, and leaves "password_pending" and
+ * "password_failed" locked down until the password task is settled),
+ * write a state but through sg_wf_apply, hold a config snapshot across
+ * rounds longer than its client needs, or block sg_watch_stop for long
+ * (the client's abort hook ends a call in progress).
  */
-#include "sg_ovh_internal.h"
+#include "sg_watch.h"
+
+#include "sg_block.h"
 #include "sg_log.h"
-#include "sg_store.h"
+#include "sg_workflow.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -42,7 +48,7 @@
 #define CRED_CHECK_MS (24 * 3600 * 1000LL)  /* read the key's expiry this often */
 #define CRED_WARN_MS (7 * 24 * 3600 * 1000LL)
 
-struct sg_ovh_watch {
+struct sg_watch {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;            /* on CLOCK_MONOTONIC */
@@ -50,52 +56,116 @@ struct sg_ovh_watch {
     atomic_bool stopping;
     sg_conf_t *(*get_conf)(void);
     sg_store_t *store;
-    struct sg_ovh_watch_hooks hooks;
+    struct sg_watch_hooks hooks;
 };
 
 /* Rate limits for repeated failures ("once per outage" style). */
 static long last_global_fail, last_account_fail, last_store_fail, last_budget, last_cred;
 
-static bool phase_is(const struct sg_account_state *s, const char *p)
-{
-    return strcmp(s->phase, p) == 0;
-}
+/* The watcher's part of a transition: on a new block (or a ticket number
+ * that came later) find the ticket and its evidence; the note is key=value
+ * ("ticket_id=9000003 suspicious=42 headers=yes"), fit for the alert line.
+ * Looked up once per round even when the write is decided again after a
+ * lost race. A failed lookup is logged on its own line. */
+struct watch_fill {
+    sg_ovh_t *c;
+    const struct sg_account *a;
+    int64_t looked_up;            /* the ticket number looked up, INT64_MIN: none yet */
+    int64_t number;               /* the ticket's number as found, -1 none */
+    bool found;                   /* ticket holds the ticket found (auto_reply reuses it) */
+    struct sg_ovh_ticket ticket;
+    char note[256];
+};
 
-/* note_ticket - on a new block, find the ticket and its evidence; the note
- * is key=value ("ticket_id=9000003 suspicious=42 headers=yes"), fit for the
- * alert line. A failed lookup is logged on its own line. */
-static void note_ticket(sg_ovh_t *c, const struct sg_account *a, int64_t number,
-                        struct sg_account_state *next)
+static void note_ticket(struct watch_fill *wf, int64_t number)
 {
     struct sg_ovh_ticket t;
     struct sg_ovh_err err;
     struct sg_ovh_message *m = NULL;
     size_t nm = 0;
 
-    if (sg_ovh_ticket_find(c, a, number, &t, &err) != 0) {
+    if (wf->looked_up == number)
+        return;
+    wf->looked_up = number;
+    wf->number = -1;
+    wf->found = false;
+    if (sg_ovh_ticket_find(wf->c, wf->a, number, &t, &err) != 0) {
         char msg[700], esc[300];
-        snprintf(next->note, sizeof(next->note), "ticket_id=- ticket_lookup=failed");
+        snprintf(wf->note, sizeof(wf->note), "ticket_id=- ticket_lookup=failed");
         sg_log(LOG_WARNING, "ovh: account=<%s> spam ticket not found: %s",
-               sg_log_esc(esc, sizeof(esc), a->address), sg_ovh_strerror(&err, msg, sizeof(msg)));
+               sg_log_esc(esc, sizeof(esc), wf->a->address),
+               sg_ovh_strerror(&err, msg, sizeof(msg)));
         return;
     }
-    if (next->ticket < 0)
-        next->ticket = t.number;
-    if (sg_ovh_ticket_messages(c, t.id, &m, &nm, &err) == 0) {
+    wf->number = t.number;
+    wf->found = true;
+    wf->ticket = t;
+    if (sg_ovh_ticket_messages(wf->c, t.id, &m, &nm, &err) == 0) {
         struct sg_ovh_evidence ev;
         sg_ovh_ticket_evidence(m, nm, &ev);
-        snprintf(next->note, sizeof(next->note), "ticket_id=%" PRId64 " suspicious=%ld headers=%s",
+        snprintf(wf->note, sizeof(wf->note), "ticket_id=%" PRId64 " suspicious=%ld headers=%s",
                  t.id, ev.suspicious, ev.headers ? "yes" : "no");
         sg_ovh_evidence_clear(&ev);
         sg_ovh_messages_free(m, nm);
     } else {
-        snprintf(next->note, sizeof(next->note), "ticket_id=%" PRId64, t.id);
+        snprintf(wf->note, sizeof(wf->note), "ticket_id=%" PRId64, t.id);
     }
 }
 
-size_t sg_ovh_watch_round(sg_ovh_t *c, struct sg_store *store, const struct sg_account *accounts,
-                          size_t naccounts, const struct sg_ovh_watch_hooks *hooks,
-                          int64_t now_ms)
+static void watch_fill(void *ctx, const struct sg_account_state *cur, const struct sg_wf_step *sp,
+                       struct sg_account_state *next)
+{
+    struct watch_fill *wf = ctx;
+    bool legacy = wf->a->offer == SG_OFFER_MXPLAN_LEGACY;
+
+    if (sp->actions & SG_WF_A_TICKET) {
+        if (legacy) {
+            snprintf(next->note, sizeof(next->note), "ticket_id=- unblock=password_change");
+            return;
+        }
+        note_ticket(wf, next->ticket);
+    } else if ((sp->actions & SG_WF_A_FOLLOW) && next->ticket != cur->ticket && !legacy) {
+        note_ticket(wf, next->ticket);
+    } else {
+        return;
+    }
+    if (next->ticket < 0)
+        next->ticket = wf->number;
+    snprintf(next->note, sizeof(next->note), "%s", wf->note);
+}
+
+/* announce - this relay applied a block or its end: log it with the
+ * evidence summary (read once), run alert.command, answer the ticket when
+ * the account says auto_reply. */
+static void announce(sg_ovh_t *c, sg_store_t *store, const struct sg_settings *s,
+                     const struct sg_account *a, const struct sg_ovh_status *st,
+                     const struct sg_account_state *next, const struct sg_wf_step *sp,
+                     const struct watch_fill *wf, int64_t now_ms)
+{
+    char esc[300], summary[512];
+    bool blocked = sp->to == SG_WF_BLOCKED;
+
+    sg_log_esc(esc, sizeof(esc), a->address);
+    sg_block_summary(store, a->address, now_ms, summary, sizeof(summary));
+    if (blocked)
+        sg_log(LOG_ALERT, "ovh: account=<%s> offer=%s event=blocked ticket=%" PRId64
+               " state=%s %s%s%s", esc, sg_offer_name(a->offer), next->ticket,
+               *st->state ? st->state : "-", next->note, summary[0] ? " " : "", summary);
+    else
+        sg_log(LOG_NOTICE, "ovh: account=<%s> offer=%s event=unblocked ticket=%" PRId64
+               " state=%s", esc, sg_offer_name(a->offer), next->ticket,
+               *st->state ? st->state : "-");
+    if (s == NULL)
+        return;
+    sg_block_alert(s, store, a->address, a->offer, blocked ? "blocked" : "unblocked",
+                   next->ticket, summary, s->relay_name);
+    if (blocked && (sp->actions & SG_WF_A_AUTO_REPLY) && a->auto_reply)
+        sg_block_auto_reply(c, store, s, a, st, wf->found ? &wf->ticket : NULL, now_ms);
+}
+
+size_t sg_watch_round(sg_ovh_t *c, sg_store_t *store, const struct sg_settings *s,
+                      const struct sg_account *accounts, size_t naccounts,
+                      const struct sg_watch_hooks *hooks, int64_t now_ms)
 {
     size_t failed = 0;
     char esc[300], msg[700];
@@ -104,8 +174,11 @@ size_t sg_ovh_watch_round(sg_ovh_t *c, struct sg_store *store, const struct sg_a
         const struct sg_account *a = &accounts[i];
         struct sg_ovh_status st;
         struct sg_ovh_err err;
-        struct sg_account_state prev, next;
-        bool changed = false;
+        struct sg_account_state next;
+        struct sg_wf_step sp;
+        struct watch_fill wf = { .c = c, .a = a, .looked_up = INT64_MIN, .number = -1 };
+        struct sg_wf_event_in ev;
+        int rc;
 
         if (a->offer == SG_OFFER_NONE)
             continue;
@@ -128,77 +201,23 @@ size_t sg_ovh_watch_round(sg_ovh_t *c, struct sg_store *store, const struct sg_a
                        sg_ovh_strerror(&err, msg, sizeof(msg)));
             continue;
         }
-        if (sg_store_state_get(store, a->address, &prev) != 0) {
+        ev = (struct sg_wf_event_in){
+            .event = st.blocked ? SG_WF_EV_API_BLOCKED : SG_WF_EV_API_CLEAR,
+            .now_ms = now_ms, .api_state = st.state, .ticket = st.ticket,
+            .fill = watch_fill, .ctx = &wf,
+        };
+        if ((rc = sg_wf_apply(store, a->address, &ev, &sp, &next)) < 0) {
             failed++;
             if (sg_log_ratelimit(&last_store_fail, 3600))
-                sg_log(LOG_WARNING, "ovh: account=<%s> store=%s: cannot read state", esc,
+                sg_log(LOG_WARNING, "ovh: account=<%s> store=%s: cannot read or write state", esc,
                        sg_store_name(store));
             continue;
         }
-        next = prev;
-        next.checked_ms = now_ms;
-        snprintf(next.state, sizeof(next.state), "%s", st.state);
-
-        /* A password change in progress (pending task) or failed at
-         * OVHcloud: the workflow's, locked down until it is settled. */
-        if (prev.blocked && (phase_is(&prev, "password_pending") ||
-                             phase_is(&prev, "password_failed"))) {
-            if (sg_store_state_set(store, a->address, &next) != 0)
-                failed++;
+        if (rc == 0 || !(sp.actions & SG_WF_A_ALERT))
             continue;
-        }
-
-        /* A lockdown this watcher set (then answered by a reply or a new
-         * password); any other phase (a manual lockdown) is not its to lift. */
-        bool api_blocked_before = prev.blocked && (phase_is(&prev, "blocked") ||
-                                                   phase_is(&prev, "replied") ||
-                                                   phase_is(&prev, "password_changed"));
-        if (st.blocked && !api_blocked_before) {
-            next.blocked = true;
-            next.ticket = st.ticket;
-            next.since_ms = now_ms;
-            snprintf(next.phase, sizeof(next.phase), "blocked");
-            next.note[0] = '\0';
-            if (a->offer != SG_OFFER_MXPLAN_LEGACY)
-                note_ticket(c, a, st.ticket, &next);
-            else
-                snprintf(next.note, sizeof(next.note), "ticket_id=- unblock=password_change");
-            {
-                char summary[512] = "";
-                if (hooks && hooks->describe)
-                    hooks->describe(hooks->ctx, a, summary, sizeof(summary));
-                sg_log(LOG_ALERT, "ovh: account=<%s> offer=%s event=blocked ticket=%" PRId64
-                       " state=%s %s%s%s", esc, sg_offer_name(a->offer), next.ticket,
-                       *st.state ? st.state : "-", next.note, summary[0] ? " " : "", summary);
-            }
-            changed = true;
-        } else if (!st.blocked && api_blocked_before) {
-            next.blocked = false;
-            next.since_ms = now_ms;
-            snprintf(next.phase, sizeof(next.phase), "unblocked");
-            snprintf(next.note, sizeof(next.note), "unblocked by OVHcloud; password change due");
-            sg_log(LOG_NOTICE, "ovh: account=<%s> offer=%s event=unblocked ticket=%" PRId64 " state=%s",
-                   esc, sg_offer_name(a->offer), prev.ticket, *st.state ? st.state : "-");
-            changed = true;
-        } else if (st.blocked) {
-            if (st.ticket >= 0 && st.ticket != prev.ticket) {
-                next.ticket = st.ticket;              /* the ticket number came later */
-                if (a->offer != SG_OFFER_MXPLAN_LEGACY)
-                    note_ticket(c, a, st.ticket, &next);
-            }
-        } else if (!prev.blocked && prev.phase[0] == '\0') {
-            snprintf(next.phase, sizeof(next.phase), "ok");
-            next.ticket = -1;
-            next.since_ms = now_ms;
-        }
-        if (sg_store_state_set(store, a->address, &next) != 0) {
-            failed++;
-            if (sg_log_ratelimit(&last_store_fail, 3600))
-                sg_log(LOG_WARNING, "ovh: account=<%s> store=%s: cannot write state", esc,
-                       sg_store_name(store));
-            continue;
-        }
-        if (changed && hooks && hooks->on_change)
+        /* This relay applied the change: it alone says so. */
+        announce(c, store, s, a, &st, &next, &sp, &wf, now_ms);
+        if (hooks && hooks->on_change)
             hooks->on_change(hooks->ctx, a, &next);
     }
     return failed;
@@ -206,11 +225,11 @@ size_t sg_ovh_watch_round(sg_ovh_t *c, struct sg_store *store, const struct sg_a
 
 static bool stop_requested(void *ctx)
 {
-    struct sg_ovh_watch *w = ctx;
+    struct sg_watch *w = ctx;
     return atomic_load(&w->stopping);
 }
 
-static sg_ovh_t *make_client(struct sg_ovh_watch *w, const struct sg_settings *s)
+static sg_ovh_t *make_client(struct sg_watch *w, const struct sg_settings *s)
 {
     char msg[700];
     struct sg_ovh_err e;
@@ -227,12 +246,12 @@ static sg_ovh_t *make_client(struct sg_ovh_watch *w, const struct sg_settings *s
 
 /* wait_until - sleep to the monotonic deadline; false on stop or kick
  * (*kicked says which). */
-static bool wait_until(struct sg_ovh_watch *w, int64_t until, bool *kicked)
+static bool wait_until(struct sg_watch *w, int64_t until, bool *kicked)
 {
     bool ok;
 
     pthread_mutex_lock(&w->mu);
-    while (!w->stop && !w->kick && sg_ovh_mono_ms() < until) {
+    while (!w->stop && !w->kick && sg_wf_mono_ms() < until) {
         struct timespec ts = { (time_t)(until / 1000), (long)(until % 1000) * 1000000L };
         pthread_cond_timedwait(&w->cv, &w->mu, &ts);
     }
@@ -249,16 +268,16 @@ static void check_credential(sg_ovh_t *c, int64_t *next_ms)
     struct sg_ovh_err e;
     char msg[700];
 
-    if (sg_ovh_mono_ms() < *next_ms)
+    if (sg_wf_mono_ms() < *next_ms)
         return;
-    *next_ms = sg_ovh_mono_ms() + CRED_CHECK_MS;
+    *next_ms = sg_wf_mono_ms() + CRED_CHECK_MS;
     if (sg_ovh_current_credential(c, &cur, &e) != 0) {
         if (sg_log_ratelimit(&last_cred, 24 * 3600))
             sg_log(LOG_INFO, "ovh: cannot read the consumer key's expiry: %s",
                    sg_ovh_strerror(&e, msg, sizeof(msg)));
         return;
     }
-    int64_t left = cur.expires_ms >= 0 ? cur.expires_ms - sg_ovh_now_ms() : -1;
+    int64_t left = cur.expires_ms >= 0 ? cur.expires_ms - sg_wf_now_ms() : -1;
     if (cur.expires_ms >= 0 && left < CRED_WARN_MS)
         sg_log(LOG_WARNING, "ovh: the consumer key %s %s (in %lld hours): request a new one "
                "with `sendguardctl ovh credential` and put it in ovh.conf",
@@ -269,7 +288,7 @@ static void check_credential(sg_ovh_t *c, int64_t *next_ms)
 
 static void *watch_main(void *arg)
 {
-    struct sg_ovh_watch *w = arg;
+    struct sg_watch *w = arg;
     sg_ovh_t *client = NULL;
     sg_conf_t *client_conf = NULL;      /* the snapshot the client was made from */
     sg_conf_t *warned_conf = NULL;      /* the config the pace warning was logged for */
@@ -286,7 +305,7 @@ static void *watch_main(void *arg)
 
         sg_conf_t *conf = w->get_conf();
         if (!conf) {
-            next = sg_ovh_mono_ms() + RETRY_NO_CONF_MS;
+            next = sg_wf_mono_ms() + RETRY_NO_CONF_MS;
             continue;
         }
         const struct sg_settings *s = sg_conf_settings(conf);
@@ -296,7 +315,7 @@ static void *watch_main(void *arg)
             nacc += s->accounts[i].offer != SG_OFFER_NONE;
         if (interval == 0 || nacc == 0) {      /* nothing to watch: no client, no error */
             sg_conf_unref(conf);
-            next = sg_ovh_mono_ms() + IDLE_MS;       /* off: wait for a reload's kick */
+            next = sg_wf_mono_ms() + IDLE_MS;       /* off: wait for a reload's kick */
             continue;
         }
         if (conf != client_conf || !client) {
@@ -328,7 +347,7 @@ static void *watch_main(void *arg)
          * 1.5 cycles, so another relay takes over half a cycle after the
          * holder stopped renewing (at once after a clean stop: unlock). */
         bool mine = !w->hooks.try_lock || w->hooks.try_lock(w->hooks.ctx, (uint64_t)cycle * 3 / 2);
-        int64_t start = sg_ovh_mono_ms();
+        int64_t start = sg_wf_mono_ms();
         bool interrupted = false;
         if (client && mine) {
             size_t failed = 0, k = 0;
@@ -342,8 +361,8 @@ static void *watch_main(void *arg)
                     break;
                 }
                 k++;
-                size_t f = sg_ovh_watch_round(client, w->store, a, 1, &w->hooks,
-                                              sg_ovh_now_ms());
+                size_t f = sg_watch_round(client, w->store, s, a, 1, &w->hooks,
+                                              sg_wf_now_ms());
                 failed += f;
                 int64_t waited = sg_ovh_budget_waited(client);
                 if (waited > 0 && sg_log_ratelimit(&last_budget, 60)) {
@@ -377,11 +396,10 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
-sg_ovh_watch_t *sg_ovh_watch_start(sg_conf_t *(*get_conf)(void), struct sg_store *store,
-                                   const struct sg_ovh_watch_hooks *hooks,
-                                   char *err, size_t errlen)
+sg_watch_t *sg_watch_start(sg_conf_t *(*get_conf)(void), sg_store_t *store,
+                           const struct sg_watch_hooks *hooks, char *err, size_t errlen)
 {
-    struct sg_ovh_watch *w;
+    struct sg_watch *w;
     pthread_condattr_t ca;
     int e;
 
@@ -417,7 +435,7 @@ sg_ovh_watch_t *sg_ovh_watch_start(sg_conf_t *(*get_conf)(void), struct sg_store
     return w;
 }
 
-void sg_ovh_watch_kick(sg_ovh_watch_t *w)
+void sg_watch_kick(sg_watch_t *w)
 {
     if (!w)
         return;
@@ -427,7 +445,7 @@ void sg_ovh_watch_kick(sg_ovh_watch_t *w)
     pthread_mutex_unlock(&w->mu);
 }
 
-void sg_ovh_watch_stop(sg_ovh_watch_t *w)
+void sg_watch_stop(sg_watch_t *w)
 {
     if (!w)
         return;

@@ -5,7 +5,9 @@
  * relay's SASL password map, and the audit line.
  *
  * Pure where it can be: the analysis and the draft take data and `now`
- * and return text; only the SASL map rewrite touches a file.
+ * and return text; only the SASL map rewrite touches a file. The steps
+ * through the API (sg_unblock.c) move the account's phase only through
+ * the workflow (sg_workflow.h).
  */
 #ifndef SG_BLOCK_H
 #define SG_BLOCK_H
@@ -133,12 +135,24 @@ int sg_block_gather(struct sg_ovh *c, struct sg_store *st, const struct sg_accou
                     int64_t now_ms, int64_t since_ms, struct sg_block_case *bc);
 void sg_block_case_free(struct sg_block_case *bc);
 
+struct sg_ovh_status;               /* sg_ovh.h */
+struct sg_ovh_ticket;
+
+/* The daemon's auto_reply, on a block the watcher just applied: the
+ * unblock step without the postmaster, with the draft as the reply (or a
+ * new password in the SASL map, legacy MX Plan), through the watcher's
+ * client c; status: what the watcher read; t: the ticket it found, or NULL
+ * (then found here). The outcome is logged. */
+void sg_block_auto_reply(struct sg_ovh *c, struct sg_store *st, const struct sg_settings *s,
+                         const struct sg_account *a, const struct sg_ovh_status *status,
+                         const struct sg_ovh_ticket *t, int64_t now_ms);
+
 /* The draft reply for a gathered case (malloc'd). */
 char *sg_block_case_draft(const struct sg_block_case *bc);
 
 /* Unblock: Exchange, Email Pro, MX Plan new: post text on the ticket;
- * legacy MX Plan: a new password (sg_block_rotate). Writes the state
- * (phase "replied" / "password_changed", note with the time) and an audit
+ * legacy MX Plan: a new password (sg_block_rotate). Applies the workflow
+ * event (phase "replied" / "password_changed", note with the time) and an audit
  * line. Safe to run twice: an account the API no longer reports blocked,
  * or a ticket whose last message is this same text, is left alone.
  * msg gets a sentence for the postmaster. 0 done (or nothing to do), -1 failed. */
