@@ -9,6 +9,7 @@
  * write a state but through sg_wf_apply, or hold logic that lives in
  * workflow/sg_block.c and workflow/sg_unblock.c.
  */
+#include <sysexits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 
 #include <jansson.h>
 
+#include "sg_time.h"
 #include "ctl.h"
 #include "sg_block.h"
 #include "sg_log.h"
@@ -28,10 +30,6 @@
 #include "sg_policy.h"
 #include "sg_workflow.h"
 
-#define EX_FAIL 1
-#define EX_USAGE_ 64
-#define EX_UNAVAILABLE_ 69
-#define EX_TEMPFAIL_ 75                   /* a password task still pending */
 #define H_MS 3600000LL
 #define SINCE_MAX_MS (366 * 24 * H_MS)   /* report --since: at most a year back */
 
@@ -88,22 +86,13 @@ static const struct sg_account *find(sg_conf_t *conf, const char *name)
     return a && a->offer != SG_OFFER_NONE ? a : NULL;
 }
 
-static int64_t now_ms(void)
-{
-    return (int64_t)sg_clock_realtime_ms(NULL);
-}
-
+/* A time for the report, "-" when unknown. */
 static void utc(char *buf, size_t size, int64_t ms)
 {
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-
-    if (ms <= 0) {
+    if (ms <= 0)
         snprintf(buf, size, "-");
-        return;
-    }
-    gmtime_r(&t, &tm);
-    strftime(buf, size, "%Y-%m-%d %H:%M UTC", &tm);
+    else
+        sg_time_utc(buf, size, ms, SG_TIME_MINUTE);
 }
 
 static bool confirm(const char *question)
@@ -125,32 +114,31 @@ int sg_ctl_lockdown(sg_conf_t *conf, int argc, char **argv)
     const char *usage = "lockdown ACCOUNT [--off]";
     struct sg_account_state st;
     struct sg_wf_step sp;
-    char who[128], when[32], summary[512], id[SG_ADDR_MAX + 1], note[256];
-    const struct sg_account *a;
+    char who[128], when[32], summary[512], note[256];
+    struct sg_resolved r;
     const char *account;
     sg_store_t *store;
     struct opts o;
     int rc = 0;
 
     if (parse(argc, argv, &o, "o", usage) != 0)
-        return EX_USAGE_;
+        return EX_USAGE;
     /* An address or login maps to its account, as the daemon maps mail. */
-    sg_policy_normalize(s, o.account, id);
-    a = sg_policy_account(s, id);
-    account = a ? a->address : id;
-    if (a == NULL)
+    sg_policy_resolve(s, o.account, NULL, &r);
+    account = r.account;
+    if (r.acct == NULL)
         fprintf(stderr, "sendguardctl: %s is no configured account's sender: locking down its "
                         "own implicit account; its held mail is released by the relays that held "
-                        "it while they run (else: postsuper -H)\n", id);
+                        "it while they run (else: postsuper -H)\n", r.identity);
     if ((store = sg_ctl_store_open(s, "the block workflow")) == NULL)
-        return EX_UNAVAILABLE_;
+        return EX_UNAVAILABLE;
     sg_log_open("sendguardctl", s->syslog_facility, false);
     sg_block_who(who, sizeof(who));
-    utc(when, sizeof(when), now_ms());
+    utc(when, sizeof(when), sg_time_real_ms());
     snprintf(note, sizeof(note), o.off ? "lockdown lifted by %s at %s" : "locked down by %s at %s",
              who, when);
     struct sg_wf_event_in in = { .event = o.off ? SG_WF_EV_LOCKDOWN_OFF : SG_WF_EV_LOCKDOWN,
-                                 .now_ms = now_ms(), .note = note, .ticket = -1 };
+                                 .now_ms = sg_time_real_ms(), .note = note, .ticket = -1 };
     switch (sg_wf_apply(store, account, &in, &sp, &st)) {
     case 1:
         break;
@@ -159,7 +147,7 @@ int sg_ctl_lockdown(sg_conf_t *conf, int argc, char **argv)
             fprintf(stderr, "sendguardctl: %s is blocked at OVHcloud (%s): the lockdown ends when "
                             "OVHcloud unblocks it (sendguardctl unblock %s)\n", account, st.phase,
                     account);
-            rc = EX_FAIL;
+            rc = EXIT_FAILURE;
         } else if (o.off) {
             printf("%s is not locked down: nothing to do\n", account);
         } else {
@@ -169,17 +157,17 @@ int sg_ctl_lockdown(sg_conf_t *conf, int argc, char **argv)
     default:
         fprintf(stderr, "sendguardctl: cannot read or write the state of %s (is Redis up?)\n",
                 account);
-        rc = EX_UNAVAILABLE_;
+        rc = EX_UNAVAILABLE;
         goto out;
     }
     sg_block_audit(who, o.off ? "lockdown_off" : "lockdown", account, NULL);
-    sg_block_summary(store, account, now_ms(), summary, sizeof(summary));
+    sg_block_summary(store, account, sg_time_real_ms(), summary, sizeof(summary));
     if (!o.off) {
         char esc[400];
         sg_log(LOG_ALERT, "lockdown: account=<%s> by=<%s> %s", sg_log_esc(esc, sizeof(esc), account),
                who, summary);
     }
-    sg_block_alert(s, store, account, a ? a->offer : SG_OFFER_NONE,
+    sg_block_alert(s, store, account, r.acct ? r.acct->offer : SG_OFFER_NONE,
                    o.off ? "lockdown_off" : "lockdown", st.ticket, summary, s->relay_name);
     printf(o.off ? "%s: lockdown lifted; every relay releases the mail it held within seconds\n"
                  : "%s: locked down; every relay now applies on_block to its mail "
@@ -356,22 +344,22 @@ static int load_case(sg_conf_t *conf, const struct opts *o, sg_store_t **store, 
     char msg[700];
 
     if (a == NULL)
-        return EX_USAGE_;
+        return EX_USAGE;
     if (o->since && !sg_conf_parse_duration(o->since, &since)) {
         fprintf(stderr, "sendguardctl: --since %s: not a duration (24h, 2d...)\n", o->since);
-        return EX_USAGE_;
+        return EX_USAGE;
     }
-    if (since > SINCE_MAX_MS || (int64_t)since > now_ms()) {
+    if (since > SINCE_MAX_MS || (int64_t)since > sg_time_real_ms()) {
         fprintf(stderr, "sendguardctl: --since %s: longer than %d days: the evidence goes back "
                 "days, not years\n", o->since, (int)(SINCE_MAX_MS / (24 * H_MS)));
-        return EX_USAGE_;
+        return EX_USAGE;
     }
     if ((*store = sg_ctl_store_open(s, "the block workflow")) == NULL)
-        return EX_UNAVAILABLE_;
+        return EX_UNAVAILABLE;
     *c = sg_ovh_open(s, &e);
     if (*c == NULL)
         fprintf(stderr, "sendguardctl: OVHcloud API: %s\n", sg_ovh_strerror(&e, msg, sizeof(msg)));
-    sg_block_gather(*c, *store, a, now_ms(), now_ms() - (int64_t)since, bc);
+    sg_block_gather(*c, *store, a, sg_time_real_ms(), sg_time_real_ms() - (int64_t)since, bc);
     return 0;
 }
 
@@ -388,7 +376,7 @@ int sg_ctl_report(sg_conf_t *conf, int argc, char **argv)
         if (strcmp(argv[i], "--flood") == 0)
             return sg_ctl_report_flood(conf, argc, argv);
     if (parse(argc, argv, &o, "js", "report ACCOUNT [--json] [--since 24h]") != 0)
-        return EX_USAGE_;
+        return EX_USAGE;
     if ((rc = load_case(conf, &o, &store, &c, &bc)) != 0)
         return rc;
     draft = bc.a->offer == SG_OFFER_MXPLAN_LEGACY ? NULL : sg_block_case_draft(&bc);
@@ -412,7 +400,7 @@ int sg_ctl_report(sg_conf_t *conf, int argc, char **argv)
         else
             printf("\nNothing to do at OVHcloud. Status: sendguardctl status %s\n", bc.a->address);
     }
-    rc = bc.api_ok ? 0 : EX_UNAVAILABLE_;
+    rc = bc.api_ok ? 0 : EX_UNAVAILABLE;
     free(draft);
     sg_block_case_free(&bc);
     sg_ovh_free(c);
@@ -463,16 +451,16 @@ int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv)
 
     if (parse(argc, argv, &o, "daypf",
               "unblock ACCOUNT [--draft] [--answers FILE] [--yes] [--show-password] [--force]") != 0)
-        return EX_USAGE_;
+        return EX_USAGE;
     if ((rc = load_case(conf, &o, &store, &c, &bc)) != 0)
         return rc;
     sg_log_open("sendguardctl", s->syslog_facility, false);
     sg_block_who(who, sizeof(who));
-    rc = EX_FAIL;
+    rc = EXIT_FAILURE;
     if (c == NULL || !bc.api_ok) {
         fprintf(stderr, "sendguardctl: cannot read %s from the API%s%s: nothing done\n",
                 bc.a->address, bc.api_error[0] ? ": " : "", bc.api_error);
-        rc = EX_UNAVAILABLE_;
+        rc = EX_UNAVAILABLE;
         goto out;
     }
     bool legacy = bc.a->offer == SG_OFFER_MXPLAN_LEGACY;
@@ -543,7 +531,7 @@ int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv)
         rc = sg_block_rotate_unblock(c, store, s, bc.a, who, o.show_password, msg, sizeof(msg));
     else
         rc = sg_block_unblock(c, store, s, &bc, text, who, o.show_password, msg, sizeof(msg));
-    rc = rc == 0 ? 0 : rc == 1 ? EX_TEMPFAIL_ : EX_FAIL;
+    rc = rc == 0 ? 0 : rc == 1 ? EX_TEMPFAIL : EXIT_FAILURE;
     fprintf(rc == 0 ? stdout : stderr, "%s%s\n", rc == 0 ? "" : "sendguardctl: ", msg);
     if (rc == 0)
         printf("Next: sendguardctl status %s   (where it stands; held mail is released when "
@@ -568,15 +556,15 @@ int sg_ctl_rotate(sg_conf_t *conf, int argc, char **argv)
     int rc;
 
     if (parse(argc, argv, &o, "yp", "rotate-password ACCOUNT [--yes] [--show-password]") != 0)
-        return EX_USAGE_;
+        return EX_USAGE;
     if ((a = find(conf, o.account)) == NULL)
-        return EX_USAGE_;
+        return EX_USAGE;
     if ((store = sg_ctl_store_open(s, "the block workflow")) == NULL)
-        return EX_UNAVAILABLE_;
+        return EX_UNAVAILABLE;
     if ((c = sg_ovh_open(s, &e)) == NULL) {
         fprintf(stderr, "sendguardctl: OVHcloud API: %s\n", sg_ovh_strerror(&e, msg, sizeof(msg)));
         sg_store_free(store);
-        return EX_UNAVAILABLE_;
+        return EX_UNAVAILABLE;
     }
     sg_log_open("sendguardctl", s->syslog_facility, false);
     printf("A new password for %s, set through the API%s%s.\n", a->address,
@@ -585,11 +573,11 @@ int sg_ctl_rotate(sg_conf_t *conf, int argc, char **argv)
     if (!o.yes && !confirm("Change it now?")) {
         fprintf(stderr, "sendguardctl: not confirmed%s: nothing done\n",
                 isatty(0) ? "" : " (not a terminal: pass --yes)");
-        rc = EX_FAIL;
+        rc = EXIT_FAILURE;
     } else {
         rc = sg_block_rotate(c, store, s, a, sg_block_who(who, sizeof(who)), o.show_password,
                              msg, sizeof(msg));
-        rc = rc == 0 ? 0 : rc == 1 ? EX_TEMPFAIL_ : EX_FAIL;
+        rc = rc == 0 ? 0 : rc == 1 ? EX_TEMPFAIL : EXIT_FAILURE;
         fprintf(rc == 0 ? stdout : stderr, "%s%s\n", rc == 0 ? "" : "sendguardctl: ", msg);
     }
     sg_ovh_free(c);
@@ -628,7 +616,7 @@ int sg_ctl_password_pending(sg_conf_t *conf, sg_store_t *store, const char *only
         if (rc != 0)
             fprintf(rc < 0 ? stderr : out, "%s%s\n", rc < 0 ? "sendguardctl: " : "", msg);
         if (rc < 0 || (rc == 2 && strstr(msg, "ended in error")))
-            worst = EX_FAIL;
+            worst = EXIT_FAILURE;
     }
     sg_ovh_free(c);
     return worst;

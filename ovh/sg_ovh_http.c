@@ -71,17 +71,6 @@ enum kind { K_UNSIGNED, K_SIGNED, K_TOKEN };
 
 /* ---- small helpers -------------------------------------------------------- */
 
-/* Kept for sg_ovh_watch.c and sg_unblock.c until they call sg_time_*. */
-int64_t sg_ovh_now_ms(void)
-{
-    return sg_time_real_ms();
-}
-
-int64_t sg_ovh_mono_ms(void)
-{
-    return sg_time_mono_ms();
-}
-
 void sg_ovh_err_clear(struct sg_ovh_err *e)
 {
     if (e)
@@ -388,7 +377,7 @@ static int64_t budget_reserve(void)
     /* A minute and a margin (1 % + 200 ms): the API counts arrivals, and a
      * request sent just after its slot may arrive before one sent earlier
      * on a slower path (a new connection, a loaded machine). */
-    int64_t minute = sg_ovh_budget_minute_ms() * 101 / 100 + 200, now = sg_ovh_mono_ms(), at;
+    int64_t minute = sg_ovh_budget_minute_ms() * 101 / 100 + 200, now = sg_time_mono_ms(), at;
 
     pthread_mutex_lock(&budget_mu);
     at = now;
@@ -405,7 +394,7 @@ static int64_t budget_reserve(void)
 
 static void budget_hold(int64_t ms)
 {
-    int64_t until = sg_ovh_mono_ms() + ms;
+    int64_t until = sg_time_mono_ms() + ms;
 
     pthread_mutex_lock(&budget_mu);
     if (until > budget_hold_until)
@@ -727,12 +716,12 @@ static int64_t retry_after_ms(const sg_ovh_t *c)
 /* pause_ms - sleep, waking up to honour the abort hook; false when aborted */
 static bool pause_ms(sg_ovh_t *c, int64_t ms)
 {
-    int64_t until = sg_ovh_mono_ms() + ms;
+    int64_t until = sg_time_mono_ms() + ms;
 
     for (;;) {
         if (aborted(c))
             return false;
-        int64_t left = until - sg_ovh_mono_ms();
+        int64_t left = until - sg_time_mono_ms();
         if (left <= 0)
             return true;
         if (left > 50)
@@ -790,7 +779,7 @@ static int exchange(sg_ovh_t *c, const struct req *r, long *status, struct sg_ov
             return -1;
         err->unknown_outcome = false;
 
-        int64_t at = budget_reserve(), waited = at - sg_ovh_mono_ms();
+        int64_t at = budget_reserve(), waited = at - sg_time_mono_ms();
         if (waited > 0) {
             c->budget_waited += waited;
             if (!pause_ms(c, waited)) {
@@ -934,7 +923,7 @@ static int fetch_delta(sg_ovh_t *c, struct sg_ovh_err *err)
     }
     c->delta = (int64_t)json_integer_value(j) - (int64_t)time(NULL);
     c->have_delta = true;
-    c->delta_at = sg_ovh_mono_ms();
+    c->delta_at = sg_time_mono_ms();
     json_decref(j);
     return 0;
 }
@@ -970,7 +959,7 @@ static int fetch_token(sg_ovh_t *c, struct sg_ovh_err *err)
     life -= TOKEN_MARGIN_MS;
     if (life < 0)
         life = 0;
-    c->token_until = sg_ovh_mono_ms() + life;
+    c->token_until = sg_time_mono_ms() + life;
     json_decref(j);
     return 0;
 }
@@ -985,11 +974,11 @@ static int ensure_auth(sg_ovh_t *c, struct sg_ovh_err *err)
                            sg_log_esc(esc, sizeof(esc), c->endpoint));
             return -1;
         }
-        if (!c->have_delta || sg_ovh_mono_ms() - c->delta_at > DELTA_MAX_AGE_MS)
+        if (!c->have_delta || sg_time_mono_ms() - c->delta_at > DELTA_MAX_AGE_MS)
             return fetch_delta(c, err);
         return 0;
     }
-    if (!c->token || sg_ovh_mono_ms() >= c->token_until)
+    if (!c->token || sg_time_mono_ms() >= c->token_until)
         return fetch_token(c, err);
     return 0;
 }

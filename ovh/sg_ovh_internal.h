@@ -36,7 +36,5 @@ bool sg_ovh_json_str(const json_t *obj, const char *key, char *buf, size_t len,
                      const char *what, struct sg_ovh_err *err);
 
 /* Time helpers (ms). */
-int64_t sg_ovh_now_ms(void);
-int64_t sg_ovh_mono_ms(void);
 
 #endif

@@ -6,6 +6,7 @@
  * Must not: print a password anywhere (only sg_block_password's caller
  * decides to), or write a map file other than atomically.
  */
+#include "sg_time.h"
 #include "sg_block.h"
 
 #include <errno.h>
@@ -254,15 +255,6 @@ static void bprintf(struct buf *b, const char *fmt, ...)
     }
 }
 
-static void utc(char *out, size_t size, int64_t ms)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-
-    gmtime_r(&t, &tm);
-    strftime(out, size, "%Y-%m-%d %H:%M UTC", &tm);
-}
-
 /* "1.2.3.4 (12 messages), 5.6.7.8 (3 messages)" for the new (or all) entries. */
 static void list_seen(struct buf *b, const struct sg_block_seen *v, size_t n, bool only_new,
                       bool fr)
@@ -288,8 +280,8 @@ char *sg_block_draft(const struct sg_account *a, const struct sg_block_facts *f,
     bool fr = t->french, legit = sg_block_looks_legitimate(f);
     char t1[32], t2[32];
 
-    utc(t1, sizeof(t1), f->spike ? f->spike_from_ms : f->since_ms);
-    utc(t2, sizeof(t2), f->spike ? f->spike_to_ms : f->now_ms);
+    sg_time_utc(t1, sizeof(t1), f->spike ? f->spike_from_ms : f->since_ms, SG_TIME_MINUTE);
+    sg_time_utc(t2, sizeof(t2), f->spike ? f->spike_to_ms : f->now_ms, SG_TIME_MINUTE);
     if (fr)
         bprintf(&b, "Bonjour,\n\nCompte %s", a->address);
     else

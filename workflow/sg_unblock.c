@@ -19,6 +19,7 @@
  * password task is done, resend a write that may have been carried out,
  * or write the account's state but through sg_wf_apply.
  */
+#include "sg_time.h"
 #include "sg_block.h"
 
 #include <errno.h>
@@ -41,15 +42,6 @@
 #define PASSWORD_LEN 20
 #define TASK_WAIT_MS (120 * 1000)         /* how long a password task is followed */
 #define TASK_POLL_MAX_MS 15000            /* between two reads of it, at most */
-
-static void stamp(char *buf, size_t size)
-{
-    time_t t = time(NULL);
-    struct tm tm;
-
-    gmtime_r(&t, &tm);
-    strftime(buf, size, "%Y-%m-%d %H:%M UTC", &tm);
-}
 
 static bool looks_french(const char *text)
 {
@@ -195,7 +187,7 @@ char *sg_block_case_draft(const struct sg_block_case *bc)
 static void state_note(sg_store_t *st, const char *account, enum sg_wf_event event,
                        const char *note)
 {
-    struct sg_wf_event_in in = { .event = event, .now_ms = sg_wf_now_ms(), .note = note,
+    struct sg_wf_event_in in = { .event = event, .now_ms = sg_time_real_ms(), .note = note,
                                  .ticket = -1 };
     char esc[300];
 
@@ -229,14 +221,14 @@ static void sleep_ms(int64_t ms)
 static int follow_task(sg_ovh_t *c, const struct sg_account *a, int64_t task,
                        enum sg_ovh_task_state *state, struct sg_ovh_err *e)
 {
-    int64_t until = sg_wf_mono_ms() + task_wait_ms(), pause = 500;
+    int64_t until = sg_time_mono_ms() + task_wait_ms(), pause = 500;
 
     for (;;) {
         if (sg_ovh_task_get(c, a, task, state, e) != 0)
             return -1;
         if (*state == SG_OVH_TASK_DONE || *state == SG_OVH_TASK_ERROR)
             return 0;
-        int64_t left = until - sg_wf_mono_ms();
+        int64_t left = until - sg_time_mono_ms();
         if (left <= 0)
             return 0;
         sleep_ms(pause < left ? pause : left);
@@ -280,7 +272,7 @@ static int pending_save(const struct sg_account *a, int64_t task, const char *pw
 {
     char path[4096], tmp[4200];
     json_t *j = json_pack("{s:s,s:I,s:s,s:I}", "account", a->address, "task", (json_int_t)task,
-                          "password", pw, "since_ms", (json_int_t)sg_wf_now_ms());
+                          "password", pw, "since_ms", (json_int_t)sg_time_real_ms());
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     struct stat mst;
     int fd = -1, rc = -1;
@@ -417,7 +409,7 @@ static int settle(sg_store_t *st, const struct sg_settings *s, const struct sg_a
 {
     char when[32], note[256], detail[64], err[600];
 
-    stamp(when, sizeof(when));
+    sg_time_utc(when, sizeof(when), sg_time_real_ms(), SG_TIME_MINUTE);
     snprintf(detail, sizeof(detail), "task=%lld", (long long)task);
     if (ts == SG_OVH_TASK_DONE) {
         snprintf(note, sizeof(note), "password changed at %s by %s", when, who);
@@ -724,7 +716,7 @@ int sg_block_unblock(sg_ovh_t *c, sg_store_t *st, const struct sg_settings *s,
             return -1;
         }
     }
-    stamp(when, sizeof(when));
+    sg_time_utc(when, sizeof(when), sg_time_real_ms(), SG_TIME_MINUTE);
     snprintf(note, sizeof(note), "reply sent at %s by %s; waiting for OVHcloud support", when,
              who);
     state_note(st, a->address, SG_WF_EV_REPLIED, note);

@@ -28,6 +28,7 @@
  * rounds longer than its client needs, or block sg_watch_stop for long
  * (the client's abort hook ends a call in progress).
  */
+#include "sg_time.h"
 #include "sg_watch.h"
 
 #include "sg_block.h"
@@ -251,7 +252,7 @@ static bool wait_until(struct sg_watch *w, int64_t until, bool *kicked)
     bool ok;
 
     pthread_mutex_lock(&w->mu);
-    while (!w->stop && !w->kick && sg_wf_mono_ms() < until) {
+    while (!w->stop && !w->kick && sg_time_mono_ms() < until) {
         struct timespec ts = { (time_t)(until / 1000), (long)(until % 1000) * 1000000L };
         pthread_cond_timedwait(&w->cv, &w->mu, &ts);
     }
@@ -268,16 +269,16 @@ static void check_credential(sg_ovh_t *c, int64_t *next_ms)
     struct sg_ovh_err e;
     char msg[700];
 
-    if (sg_wf_mono_ms() < *next_ms)
+    if (sg_time_mono_ms() < *next_ms)
         return;
-    *next_ms = sg_wf_mono_ms() + CRED_CHECK_MS;
+    *next_ms = sg_time_mono_ms() + CRED_CHECK_MS;
     if (sg_ovh_current_credential(c, &cur, &e) != 0) {
         if (sg_log_ratelimit(&last_cred, 24 * 3600))
             sg_log(LOG_INFO, "ovh: cannot read the consumer key's expiry: %s",
                    sg_ovh_strerror(&e, msg, sizeof(msg)));
         return;
     }
-    int64_t left = cur.expires_ms >= 0 ? cur.expires_ms - sg_wf_now_ms() : -1;
+    int64_t left = cur.expires_ms >= 0 ? cur.expires_ms - sg_time_real_ms() : -1;
     if (cur.expires_ms >= 0 && left < CRED_WARN_MS)
         sg_log(LOG_WARNING, "ovh: the consumer key %s %s (in %lld hours): request a new one "
                "with `sendguardctl ovh credential` and put it in ovh.conf",
@@ -305,7 +306,7 @@ static void *watch_main(void *arg)
 
         sg_conf_t *conf = w->get_conf();
         if (!conf) {
-            next = sg_wf_mono_ms() + RETRY_NO_CONF_MS;
+            next = sg_time_mono_ms() + RETRY_NO_CONF_MS;
             continue;
         }
         const struct sg_settings *s = sg_conf_settings(conf);
@@ -315,7 +316,7 @@ static void *watch_main(void *arg)
             nacc += s->accounts[i].offer != SG_OFFER_NONE;
         if (interval == 0 || nacc == 0) {      /* nothing to watch: no client, no error */
             sg_conf_unref(conf);
-            next = sg_wf_mono_ms() + IDLE_MS;       /* off: wait for a reload's kick */
+            next = sg_time_mono_ms() + IDLE_MS;       /* off: wait for a reload's kick */
             continue;
         }
         if (conf != client_conf || !client) {
@@ -347,7 +348,7 @@ static void *watch_main(void *arg)
          * 1.5 cycles, so another relay takes over half a cycle after the
          * holder stopped renewing (at once after a clean stop: unlock). */
         bool mine = !w->hooks.try_lock || w->hooks.try_lock(w->hooks.ctx, (uint64_t)cycle * 3 / 2);
-        int64_t start = sg_wf_mono_ms();
+        int64_t start = sg_time_mono_ms();
         bool interrupted = false;
         if (client && mine) {
             size_t failed = 0, k = 0;
@@ -362,7 +363,7 @@ static void *watch_main(void *arg)
                 }
                 k++;
                 size_t f = sg_watch_round(client, w->store, s, a, 1, &w->hooks,
-                                              sg_wf_now_ms());
+                                              sg_time_real_ms());
                 failed += f;
                 int64_t waited = sg_ovh_budget_waited(client);
                 if (waited > 0 && sg_log_ratelimit(&last_budget, 60)) {

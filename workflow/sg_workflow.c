@@ -205,15 +205,3 @@ int sg_wf_apply(sg_store_t *st, const char *account, const struct sg_wf_event_in
     return -1;
 }
 
-int64_t sg_wf_now_ms(void)
-{
-    return (int64_t)sg_clock_realtime_ms(NULL);
-}
-
-int64_t sg_wf_mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}

@@ -114,9 +114,4 @@ struct sg_wf_event_in {
 int sg_wf_apply(sg_store_t *st, const char *account, const struct sg_wf_event_in *in,
                 struct sg_wf_step *step, struct sg_account_state *out);
 
-/* Clock helpers of the workflow files (ms): wall clock (the store's),
- * monotonic. (To merge into util/sg_time.h, the one time helper.) */
-int64_t sg_wf_now_ms(void);
-int64_t sg_wf_mono_ms(void);
-
 #endif

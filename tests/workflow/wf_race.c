@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sg_time.h"
 #include "sg_log.h"
 #include "sg_store.h"
 #include "sg_workflow.h"
@@ -79,7 +80,7 @@ int main(int argc, char **argv)
         struct sg_wf_event_in in = {
             /* blocked one read in four: room for the lockdowns */
             .event = rand() % 4 == 0 ? SG_WF_EV_API_BLOCKED : SG_WF_EV_API_CLEAR,
-            .now_ms = sg_wf_now_ms(), .api_state = "ok", .ticket = 1000 + rand() % 3,
+            .now_ms = sg_time_real_ms(), .api_state = "ok", .ticket = 1000 + rand() % 3,
             .fill = count, .ctx = &t,
         };
         int r = sg_wf_apply(st, argv[2], &in, &sp, &s);
