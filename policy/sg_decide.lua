@@ -3,14 +3,14 @@
 --
 -- Embedded into sg_store_redis.c at build time (sg_decide_lua.cmake); the
 -- C side computes its SHA-1 for EVALSHA and loads it on NOSCRIPT.
--- Must not: read a clock but redis TIME (except the explicit test-only
--- "now" argument, which the daemon never sends), touch a key it was not
+-- Must not: read a clock but redis TIME (except the explicit "now"
+-- argument, sent only by a store opened with a clock: tests), touch a key it was not
 -- given in KEYS, or leave a key without an expiry.
 --
 -- ARGV[1] is the mode: "decide" (a configured account), "implicit" (an
 -- identity no account matches: one hash, see implicit()), "usage",
--- "iusage", "lock" or "state_cas". ARGV[2] is "now" in ms, or "" to use redis TIME (the
--- only thing the daemon sends).
+-- "iusage", "lock" or "state_cas". ARGV[2] is "now" in ms, or "" to use redis TIME (what
+-- the daemon sends: its store has no clock of its own).
 --
 -- Limit algorithm (same as the memory backend): a bucketed sliding window
 -- counting its oldest bucket whole. B = 60 buckets of width w = ceil(T/60)

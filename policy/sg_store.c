@@ -113,9 +113,10 @@ sg_store_t *sg_store_memory_new(sg_clock_fn clock, void *clock_ctx)
 
 extern const struct sg_store_ops sg_store_redis_ops;
 
-sg_store_t *sg_store_redis_new(const struct sg_redis_settings *rs, char *err, size_t errlen)
+sg_store_t *sg_store_redis_new(const struct sg_redis_settings *rs, sg_clock_fn clock,
+                               void *clock_ctx, char *err, size_t errlen)
 {
-    return store_wrap(&sg_store_redis_ops, sg_store_redis_open(rs, err, errlen));
+    return store_wrap(&sg_store_redis_ops, sg_store_redis_open(rs, clock, clock_ctx, err, errlen));
 }
 
 void sg_store_free(sg_store_t *st)

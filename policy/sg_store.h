@@ -101,14 +101,17 @@ struct sg_account_state {
     char note[256];               /* free text: reply time, who locked down... */
 };
 
-/* Clock for the memory backend (milliseconds; tests inject their own). */
+/* A clock in milliseconds since the epoch (tests inject their own). */
 typedef uint64_t (*sg_clock_fn)(void *ctx);
 uint64_t sg_clock_realtime_ms(void *ctx);
 
 sg_store_t *sg_store_memory_new(sg_clock_fn clock, void *clock_ctx);
 /* NULL only on bad settings (err filled); an unreachable Redis is not an
- * error here: decide() then returns SG_STORE_ERROR until it comes back. */
-sg_store_t *sg_store_redis_new(const struct sg_redis_settings *rs, char *err, size_t errlen);
+ * error here: decide() then returns SG_STORE_ERROR until it comes back.
+ * clock NULL (the daemon): time is redis TIME, one clock for all relays;
+ * else each script call is told clock(clock_ctx) as its "now" (tests). */
+sg_store_t *sg_store_redis_new(const struct sg_redis_settings *rs, sg_clock_fn clock,
+                               void *clock_ctx, char *err, size_t errlen);
 void sg_store_free(sg_store_t *st);
 const char *sg_store_name(const sg_store_t *st);
 /* Does decide() record the evidence (Redis), or ignore it (memory)? */

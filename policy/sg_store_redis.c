@@ -5,7 +5,7 @@
  * A message costs one EVALSHA of sg_decide.lua (embedded at build time),
  * which checks every limit, commits only if all pass, records the
  * evidence and reads the account's lockdown flag, with the time taken
- * from redis TIME. Nothing is read-modify-written from C.
+ * from redis TIME (or from the clock given to open(), for tests). Nothing is read-modify-written from C.
  *
  * Connections: a pool of at most store.redis.pool_size hiredis contexts
  * guarded by a mutex (a burst of decisions waits for one rather than
@@ -118,7 +118,8 @@ struct sg_store_redis {
     bool probing;
     uint64_t retry_at, backoff, down_since;
     long logstamp;
-    int64_t test_now;             /* < 0: redis TIME */
+    sg_clock_fn clock;            /* NULL: redis TIME (the script reads it) */
+    void *clock_ctx;
     uint64_t evict_next;          /* mono ms of the next INFO check; 0 = at once */
     long long evicted;            /* evicted_keys at the last check, -1 = unknown */
     bool evict_checking;
@@ -921,10 +922,12 @@ static void args_eval_head(struct args *a, const struct sg_store_redis *r, size_
     args_u64(a, nkeys);
 }
 
+/* The script's "now": the store's clock when one was given, else "" (the
+ * script reads redis TIME, one clock for every relay). */
 static void args_now(struct args *a, const struct sg_store_redis *r)
 {
-    if (r->test_now >= 0)
-        args_fmt(a, "%" PRId64, r->test_now);
+    if (r->clock != NULL)
+        args_fmt(a, "%" PRIu64, r->clock(r->clock_ctx));
     else
         args_add(a, "", 0);
 }
@@ -961,6 +964,7 @@ static int parse_hostport(const char *s, char **host, int *port)
 }
 
 struct sg_store_redis *sg_store_redis_open(const struct sg_redis_settings *rs,
+                                           sg_clock_fn clock, void *clock_ctx,
                                            char *err, size_t errlen)
 {
     struct sg_store_redis *r = calloc(1, sizeof(*r));
@@ -972,7 +976,8 @@ struct sg_store_redis *sg_store_redis_open(const struct sg_redis_settings *rs,
     }
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->freed, NULL);
-    r->test_now = -1;
+    r->clock = clock;
+    r->clock_ctx = clock_ctx;
     r->evicted = -1;
     r->backoff = BREAKER_MIN_MS;
     if (strchr(prefix, '{') != NULL || strchr(prefix, '}') != NULL) {
@@ -1059,13 +1064,6 @@ void sg_store_redis_close(struct sg_store_redis *r)
     free(r);
 }
 
-#ifdef SG_STORE_REDIS_TESTING
-void sg_store_redis_test_set_now(struct sg_store_redis *r, int64_t now_ms)
-{
-    r->test_now = now_ms;
-}
-#endif
-
 /* --- decide ---------------------------------------------------------------- */
 
 struct decide_job {
@@ -1151,12 +1149,7 @@ static void limit_tags(const struct sg_limit *limits, size_t n,
 
 static uint64_t wall_ms(const struct sg_store_redis *r)
 {
-    struct timespec ts;
-
-    if (r->test_now >= 0)
-        return (uint64_t)r->test_now;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return r->clock != NULL ? r->clock(r->clock_ctx) : sg_clock_realtime_ms(NULL);
 }
 
 static void flood_count(struct sg_store_redis *r, const char *identity, const char *ip,

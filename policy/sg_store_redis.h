@@ -23,7 +23,10 @@
 
 struct sg_store_redis;
 
+/* clock NULL: the script reads redis TIME (the daemon); else every call
+ * sends clock(clock_ctx) as the script's "now" (tests). */
 struct sg_store_redis *sg_store_redis_open(const struct sg_redis_settings *rs,
+                                           sg_clock_fn clock, void *clock_ctx,
                                            char *err, size_t errlen);
 void sg_store_redis_close(struct sg_store_redis *r);
 int sg_store_redis_decide(struct sg_store_redis *r, const char *account,
@@ -53,11 +56,5 @@ int sg_store_redis_held_list(struct sg_store_redis *r, const char *account, cons
                              char ***qids, size_t *n);
 int sg_store_redis_held_del(struct sg_store_redis *r, const char *account, const char *relay,
                             const char *const *qids, size_t n);
-
-#ifdef SG_STORE_REDIS_TESTING
-/* Tests only: pass an explicit "now" (ms) to the script instead of redis
- * TIME; now_ms < 0 goes back to TIME. Not compiled into the daemon. */
-void sg_store_redis_test_set_now(struct sg_store_redis *r, int64_t now_ms);
-#endif
 
 #endif

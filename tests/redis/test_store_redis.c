@@ -243,18 +243,31 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
 
 /* --- the store under test ------------------------------------------------ */
 
-static struct sg_store_redis *open_store(int port, const char *unix_path)
+/* A test clock, one per store that needs one: the store's setting, not a
+ * second compiled copy. */
+static uint64_t test_clock(void *ctx)
+{
+    return (uint64_t)*(int64_t *)ctx;
+}
+
+static struct sg_store_redis *open_store_clock(int port, const char *unix_path, int64_t *now)
 {
     struct sg_redis_settings rs = {
         .host = "127.0.0.1", .port = port, .unix_path = unix_path, .prefix = "sgt:",
         .connect_timeout_ms = 200, .command_timeout_ms = 200, .pool_size = 4,
     };
     char err[256];
-    struct sg_store_redis *st = sg_store_redis_open(&rs, err, sizeof(err));
+    struct sg_store_redis *st = sg_store_redis_open(&rs, now ? test_clock : NULL, now,
+                                                    err, sizeof(err));
 
     if (st == NULL)
         fprintf(stderr, "open: %s\n", err);
     return st;
+}
+
+static struct sg_store_redis *open_store(int port, const char *unix_path)
+{
+    return open_store_clock(port, unix_path, NULL);
 }
 
 static struct sg_limit lim(const char *name, uint64_t window_ms, uint64_t msgs,
@@ -779,7 +792,7 @@ static void test_sentinel_failover(void **state)
             .pool_size = 4, .sentinel_master = "mymaster", .sentinels = sents,
             .nsentinels = 2,
         };
-        st = sg_store_redis_open(&rs, err, sizeof(err));
+        st = sg_store_redis_open(&rs, NULL, NULL, err, sizeof(err));
         assert_non_null(st);
     }
     unique(a, sizeof(a), "failover");
@@ -1093,7 +1106,8 @@ static void test_window_expiry(void **state)
 {
     struct sg_limit l = lim("exp", 60000, 1000, 0, 0, 0);     /* w = 1000 ms */
     struct sg_charge c = chg(1, 1, NULL, 0);
-    struct sg_store_redis *st = open_store(g_srv.port, NULL);
+    int64_t now = 0;
+    struct sg_store_redis *st = open_store_clock(g_srv.port, NULL, &now);
     struct sg_store_result res;
     const long long ttl = 60000 + 1000 + 1000;
     unsigned char md[SHA_DIGEST_LENGTH];
@@ -1115,23 +1129,23 @@ static void test_window_expiry(void **state)
     freeReplyObject(rep);
     t0 -= t0 % 1000;                               /* a bucket's start */
 
-    sg_store_redis_test_set_now(st, t0 + 10);
+    now = t0 + 10;
     assert_int_equal(sg_store_redis_decide(st, a, &l, 1, &c, NULL, false, &res), 0);
     assert_int_equal(res.status, SG_STORE_OK);
     p1 = pttl(key);
     assert_true(p1 > ttl - 250 && p1 <= ttl);
     sleep_ms(300);
-    sg_store_redis_test_set_now(st, t0 + 500);    /* the same bucket: left */
+    now = t0 + 500;    /* the same bucket: left */
     assert_int_equal(sg_store_redis_decide(st, a, &l, 1, &c, NULL, false, &res), 0);
     assert_int_equal(res.used, 2);
     p2 = pttl(key);
     assert_true(p2 > 0 && p2 < p1 - 200);
-    sg_store_redis_test_set_now(st, t0 + 2000);   /* a newer bucket: moved */
+    now = t0 + 2000;   /* a newer bucket: moved */
     assert_int_equal(sg_store_redis_decide(st, a, &l, 1, &c, NULL, false, &res), 0);
     p3 = pttl(key);
     assert_true(p3 > ttl - 250 && p3 <= ttl);
     sleep_ms(300);
-    sg_store_redis_test_set_now(st, t0 - 5000);   /* the clock back: left */
+    now = t0 - 5000;   /* the clock back: left */
     assert_int_equal(sg_store_redis_decide(st, a, &l, 1, &c, NULL, false, &res), 0);
     assert_int_equal(res.status, SG_STORE_OK);
     p4 = pttl(key);
@@ -1209,13 +1223,13 @@ static void test_unix_auth_db(void **state)
         struct sg_redis_settings rs = { .host = "127.0.0.1", .port = g_srv.port,
                                         .prefix = "sgt:", .username = "sgtest",
                                         .password = "s3cret", .db = 3, .pool_size = 2 };
-        st = sg_store_redis_open(&rs, err, sizeof(err));
+        st = sg_store_redis_open(&rs, NULL, NULL, err, sizeof(err));
         assert_non_null(st);
         assert_int_equal(decide(st, a, &l, 1, &c, &res), SG_STORE_OK);
         assert_int_equal(res.used, 1);             /* db 3: a different counter */
         sg_store_redis_close(st);
         rs.password = "wrong";
-        st = sg_store_redis_open(&rs, err, sizeof(err));
+        st = sg_store_redis_open(&rs, NULL, NULL, err, sizeof(err));
         assert_non_null(st);
         assert_int_equal(decide(st, a, &l, 1, &c, &res), SG_STORE_ERROR);
         sg_store_redis_close(st);
@@ -1234,15 +1248,15 @@ static void test_unix_auth_db(void **state)
     /* bad settings are refused at open */
     {
         struct sg_redis_settings rs = { .prefix = "a{b" };
-        assert_null(sg_store_redis_open(&rs, err, sizeof(err)));
+        assert_null(sg_store_redis_open(&rs, NULL, NULL, err, sizeof(err)));
         rs.prefix = NULL;
         rs.sentinel_master = "m";
-        assert_null(sg_store_redis_open(&rs, err, sizeof(err)));
+        assert_null(sg_store_redis_open(&rs, NULL, NULL, err, sizeof(err)));
         {
             const char *bad[] = { "nohostport" };
             rs.sentinels = bad;
             rs.nsentinels = 1;
-            assert_null(sg_store_redis_open(&rs, err, sizeof(err)));
+            assert_null(sg_store_redis_open(&rs, NULL, NULL, err, sizeof(err)));
         }
     }
 }
@@ -1344,7 +1358,8 @@ static void test_property_windows(void **state)
     };
     const size_t N = 4000;
     struct event *acc = calloc(N * 2, sizeof(*acc));
-    struct sg_store_redis *st = open_store(g_srv.port, NULL);
+    int64_t now = 0;
+    struct sg_store_redis *st = open_store_clock(g_srv.port, NULL, &now);
     struct sg_store_result res;
     size_t nacc = 0, nover = 0, nexact = 0;
     int64_t t = 1700000000000LL + (int64_t)(rnd() % 100000);
@@ -1372,7 +1387,7 @@ static void test_property_windows(void **state)
                 e.h[e.nh++] = h;
         }
         c = chg(e.rcpts, 100, e.h, e.nh);
-        sg_store_redis_test_set_now(st, t);
+        now = t;
         assert_int_equal(sg_store_redis_decide(st, a, l, 3, &c, NULL, false, &res), 0);
         if (res.status == SG_STORE_OK) {
             acc[nacc++] = e;
@@ -1389,12 +1404,12 @@ static void test_property_windows(void **state)
             enum sg_unit ui = res.unit;
             int64_t at = t + (int64_t)res.retry_after_ms;
 
-            sg_store_redis_test_set_now(st, at - 1);
+            now = at - 1;
             assert_int_equal(sg_store_redis_decide(st, a, l, 3, &c, NULL, false, &res), 0);
             assert_int_equal(res.status, SG_STORE_OVER);
             assert_int_equal(res.limit, li);
             assert_int_equal(res.unit, ui);
-            sg_store_redis_test_set_now(st, at);
+            now = at;
             assert_int_equal(sg_store_redis_decide(st, a, l, 3, &c, NULL, false, &res), 0);
             assert_true(res.status == SG_STORE_OK || res.limit > li ||
                         (res.limit == li && res.unit > ui));
