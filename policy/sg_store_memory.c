@@ -746,20 +746,6 @@ static int mem_lock(void *be, const char *name, const char *owner, uint64_t ttl_
     return rc;
 }
 
-/* The memory store records no evidence (it lives in one process; status
- * and report read the shared Redis store): the same shape, empty. */
-static int mem_evidence_json(void *be, const char *account, char **json_out)
-{
-    static const char fmt[] = "{\"account\":\"\",\"last_seen\":null,\"by_ip\":{},"
-        "\"by_mailer\":{},\"by_domain\":{},\"from_mismatch\":0,\"from_mismatch_recent\":[],"
-        "\"hourly\":{},\"recent\":[]}";
-
-    (void)be;
-    (void)account;
-    *json_out = strdup(fmt);
-    return *json_out ? 0 : -1;
-}
-
 static int mem_held_add(void *be, const char *account, const char *relay, const char *qid)
 {
     struct sg_store_memory *m = be;
@@ -846,7 +832,7 @@ const struct sg_store_ops sg_store_memory_ops = {
     .state_set = mem_state_set,
     .state_cas = mem_state_cas,
     .lock = mem_lock,
-    .evidence_json = mem_evidence_json,
+    .evidence_get = NULL,         /* records none: an empty report */
     .held_add = mem_held_add,
     .held_list = mem_held_list,
     .held_del = mem_held_del,

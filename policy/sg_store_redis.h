@@ -11,8 +11,8 @@
  *  - lock(): 1 acquired or renewed (owner already held it), 0 held by
  *    another owner, -1 error. ttl_ms = 0 releases the lock if owner holds
  *    it (1 released or free, 0 held by another).
- *  - evidence_json(): 0 and a malloc'd JSON object in *json_out (free()),
- *    or -1.
+ *  - evidence_get(): the typed report of sg_store.h, built from the
+ *    replies (the store handle makes the JSON one from it).
  * The process should ignore SIGPIPE (libmilter's smfi_main does): hiredis
  * writes with write(2).
  */
@@ -47,8 +47,8 @@ int sg_store_redis_state_set(struct sg_store_redis *r, const char *account,
                              const struct sg_account_state *in);
 int sg_store_redis_lock(struct sg_store_redis *r, const char *name,
                         const char *owner, uint64_t ttl_ms);
-int sg_store_redis_evidence_json(struct sg_store_redis *r, const char *account,
-                                 char **json_out);
+int sg_store_redis_evidence_get(struct sg_store_redis *r, const char *account,
+                                struct sg_evidence_report *out);
 int sg_store_redis_flood_json(struct sg_store_redis *r, unsigned hours, char **json_out);
 int sg_store_redis_held_add(struct sg_store_redis *r, const char *account, const char *relay,
                             const char *qid);

@@ -34,66 +34,6 @@ void sgr_sha1_hex(char out[41], const void *data, size_t len)
     hex(out, md, sizeof(md));
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return len;
-}
-
-/* Copy src into dst (dstsize > 0) as valid UTF-8 without control
- * characters: anything else becomes '?'. Cut at a character boundary.
- * Returns the length written. */
-size_t sgr_utf8_clean(char *dst, size_t dstsize, const char *src, size_t srclen)
-{
-    const unsigned char *s = (const unsigned char *)src;
-    size_t i = 0, o = 0;
-
-    while (i < srclen) {
-        size_t n = utf8_seq(s + i, srclen - i);
-        if (n == 0 || (n == 1 && (s[i] < 0x20 || s[i] == 0x7f))) {
-            if (o + 1 >= dstsize)
-                break;
-            dst[o++] = '?';
-            i++;
-            continue;
-        }
-        if (o + n >= dstsize)
-            break;
-        memcpy(dst + o, s + i, n);
-        o += n;
-        i += n;
-    }
-    dst[o] = '\0';
-    return o;
-}
-
 /* --- argument vectors: strings kept in an arena of stable blocks -------- */
 
 void sgr_args_free(struct args *a)
@@ -196,7 +136,7 @@ void sgr_args_clean(struct args *a, const char *s, size_t max)
     p = sgr_args_alloc(a, n + 1);
     if (p == NULL)
         return;
-    sgr_args_add(a, p, sgr_utf8_clean(p, n + 1, s ? s : "", s ? strlen(s) : 0));
+    sgr_args_add(a, p, sg_store_utf8_clean(p, n + 1, s ? s : "", s ? strlen(s) : 0));
 }
 
 /* '"name":"value"' with the value of argument i, which went through

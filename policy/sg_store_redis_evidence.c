@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* --- evidence as JSON --------------------------------------------------------- */
+/* --- evidence, typed --------------------------------------------------------------- */
 
 enum { EV_META, EV_IP, EV_IPFIRST, EV_MUA, EV_MUAFIRST, EV_DOM, EV_FROMX, EV_RECENT,
        EV_HOUR, EV_N };
@@ -66,131 +66,259 @@ static enum job_rc evidence_job(struct sg_store_redis *r, redisContext *c, void 
     return J_OK;
 }
 
-static json_t *jstr(const char *s, size_t n)
-{
-    char buf[1024];
-
-    sgr_utf8_clean(buf, sizeof(buf), s, n);
-    return json_string(buf);
-}
-
-static void jset(json_t *obj, const char *k, size_t klen, json_t *v)
-{
-    char buf[1024];
-
-    sgr_utf8_clean(buf, sizeof(buf), k, klen);
-    json_object_set_new(obj, buf, v);
-}
-
 static json_int_t rep_int(const redisReply *v)
 {
     return v->type == REDIS_REPLY_STRING ? (json_int_t)strtoll(v->str, NULL, 10) : 0;
 }
 
-/* {field: {count, first_seen}} from a count hash and a first-seen hash. */
-static json_t *counted(const redisReply *cnt, const redisReply *first)
+/* A reply's number, never negative (what a hostile writer could put). */
+static uint64_t rep_count(const redisReply *v)
 {
-    json_t *firsts = json_object(), *out = json_object();
+    json_int_t n = rep_int(v);
+    return n > 0 ? (uint64_t)n : 0;
+}
 
-    for (size_t i = 0; i + 1 < first->elements; i += 2)
-        jset(firsts, first->element[i]->str, first->element[i]->len,
-             json_integer(rep_int(first->element[i + 1])));
+/* A malloc'd UTF-8-clean copy of an outside string ("" for NULL). */
+static char *dup_clean(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+
+    if (p != NULL)
+        sg_store_utf8_clean(p, n + 1, s ? s : "", s ? n : 0);
+    return p;
+}
+
+/* Fields of an HGETALL reply (pairs of strings), sorted by bytes. */
+struct field {
+    const char *s;
+    size_t len;
+    const redisReply *v;
+};
+
+static int field_cmp(const void *a, const void *b)
+{
+    const struct field *x = a, *y = b;
+    int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+
+    return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static struct field *fields_sorted(const redisReply *h, size_t *n)
+{
+    struct field *f = calloc(h->elements / 2 + 1, sizeof(*f));
+
+    *n = 0;
+    for (size_t i = 0; f != NULL && i + 1 < h->elements; i += 2)
+        if (h->element[i]->type == REDIS_REPLY_STRING)
+            f[(*n)++] = (struct field){ h->element[i]->str, h->element[i]->len,
+                                        h->element[i + 1] };
+    if (f != NULL)
+        qsort(f, *n, sizeof(*f), field_cmp);
+    return f;
+}
+
+/* Values counted in hash cnt, with their first-seen time from hash first
+ * (NULL: none). */
+static int seen_list(const redisReply *cnt, const redisReply *first,
+                     struct sg_ev_seen **out, size_t *nout)
+{
+    size_t nf = 0;
+    struct field *f = first ? fields_sorted(first, &nf) : NULL;
+    struct sg_ev_seen *v = calloc(cnt->elements / 2 + 1, sizeof(*v));
+
+    if (v == NULL || (first != NULL && f == NULL)) {
+        free(f);
+        free(v);
+        return -1;
+    }
+    *out = v;
     for (size_t i = 0; i + 1 < cnt->elements; i += 2) {
-        const redisReply *f = cnt->element[i];
-        char buf[1024];
-        json_t *fs, *o = json_object();
+        const redisReply *k = cnt->element[i];
+        struct field key = { k->str, k->len, NULL }, *hit;
 
-        sgr_utf8_clean(buf, sizeof(buf), f->str, f->len);
-        fs = json_object_get(firsts, buf);
-        json_object_set_new(o, "count", json_integer(rep_int(cnt->element[i + 1])));
-        json_object_set(o, "first_seen", fs ? fs : json_null());
-        json_object_set_new(out, buf, o);
+        if (k->type != REDIS_REPLY_STRING)
+            continue;
+        hit = f ? bsearch(&key, f, nf, sizeof(*f), field_cmp) : NULL;
+        v[*nout].count = rep_count(cnt->element[i + 1]);
+        v[*nout].first_seen_ms = hit ? rep_int(hit->v) : -1;
+        if ((v[*nout].value = dup_clean(k->str, k->len)) == NULL) {
+            free(f);
+            return -1;
+        }
+        (*nout)++;
     }
-    json_decref(firsts);
-    return out;
+    free(f);
+    return 0;
 }
 
-static json_t *json_list(const redisReply *l)
+static int hour_cmp(const void *a, const void *b)
 {
-    json_t *a = json_array();
+    const struct sg_ev_hour *x = a, *y = b;
 
-    for (size_t i = 0; i < l->elements; i++) {
-        json_error_t je;
-        json_t *v = json_loadb(l->element[i]->str, l->element[i]->len, 0, &je);
-        if (v != NULL)
-            json_array_append_new(a, v);
-    }
-    return a;
+    return (x->hour > y->hour) - (x->hour < y->hour);
 }
 
-int sg_store_redis_evidence_json(struct sg_store_redis *r, const char *account,
-                                 char **json_out)
+/* "<hour>:m|r|x" -> count fields into hours, oldest first. */
+static int hour_list(const redisReply *h, struct sg_evidence_report *out)
+{
+    size_t n = 0;
+    struct sg_ev_hour *v = calloc(h->elements / 2 + 1, sizeof(*v));
+
+    if (v == NULL)
+        return -1;
+    for (size_t i = 0; i + 1 < h->elements; i += 2) {
+        const redisReply *f = h->element[i];
+        char *end;
+        long long hour;
+        uint64_t c = rep_count(h->element[i + 1]);
+
+        if (f->type != REDIS_REPLY_STRING)
+            continue;
+        hour = strtoll(f->str, &end, 10);
+        if (end == f->str || end[0] != ':' || strchr("mrx", end[1]) == NULL ||
+            end[1] == '\0' || end[2] != '\0')
+            continue;
+        v[n].hour = hour;
+        v[n].messages = end[1] == 'm' ? c : 0;
+        v[n].recipients = end[1] == 'r' ? c : 0;
+        v[n].refused = end[1] == 'x' ? c : 0;
+        n++;
+    }
+    qsort(v, n, sizeof(*v), hour_cmp);
+    out->nhours = 0;
+    for (size_t i = 0; i < n; i++) {              /* merge the fields of an hour */
+        struct sg_ev_hour *o = out->nhours ? &v[out->nhours - 1] : NULL;
+        if (o != NULL && o->hour == v[i].hour) {
+            o->messages += v[i].messages;
+            o->recipients += v[i].recipients;
+            o->refused += v[i].refused;
+        } else {
+            v[out->nhours++] = v[i];
+        }
+    }
+    out->hours = v;
+    return 0;
+}
+
+/* Members of a JSON record of the lists (made by the script and the C
+ * side: JSON lives in Redis only). */
+static char *jdup(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+
+    return dup_clean(s, s ? strlen(s) : 0);
+}
+
+static int64_t jint(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) :
+           json_is_real(v) ? (int64_t)json_real_value(v) : 0;
+}
+
+static int mismatch_list(const redisReply *l, struct sg_evidence_report *out)
+{
+    out->mismatches = calloc(l->elements + 1, sizeof(*out->mismatches));
+    if (out->mismatches == NULL)
+        return -1;
+    for (size_t i = 0; i < l->elements; i++) {
+        json_t *o = l->element[i]->type == REDIS_REPLY_STRING ?
+                    json_loadb(l->element[i]->str, l->element[i]->len, 0, NULL) : NULL;
+        struct sg_ev_mismatch *m = &out->mismatches[out->nmismatches];
+
+        if (!json_is_object(o)) {
+            json_decref(o);
+            continue;
+        }
+        m->t_ms = jint(o, "t");
+        m->qid = jdup(o, "qid");
+        m->identity = jdup(o, "identity");
+        m->from_domain = jdup(o, "from_domain");
+        m->ip = jdup(o, "ip");
+        json_decref(o);
+        out->nmismatches++;
+        if (!m->qid || !m->identity || !m->from_domain || !m->ip)
+            return -1;
+    }
+    return 0;
+}
+
+static int recent_list(const redisReply *l, struct sg_evidence_report *out)
+{
+    out->recent = calloc(l->elements + 1, sizeof(*out->recent));
+    if (out->recent == NULL)
+        return -1;
+    for (size_t i = 0; i < l->elements; i++) {
+        json_t *o = l->element[i]->type == REDIS_REPLY_STRING ?
+                    json_loadb(l->element[i]->str, l->element[i]->len, 0, NULL) : NULL;
+        struct sg_ev_msg *m = &out->recent[out->nrecent];
+        const char *act;
+        int64_t n;
+
+        if (!json_is_object(o)) {
+            json_decref(o);
+            continue;
+        }
+        act = json_string_value(json_object_get(o, "action"));
+        m->t_ms = jint(o, "t");
+        m->qid = jdup(o, "qid");
+        m->ip = jdup(o, "ip");
+        m->identity = jdup(o, "identity");
+        m->msgid = jdup(o, "msgid");
+        m->mailer = jdup(o, "mailer");
+        m->relay = jdup(o, "relay");
+        m->rcpts = (n = jint(o, "rcpts")) > 0 ? (uint64_t)n : 0;
+        m->size = (n = jint(o, "size")) > 0 ? (uint64_t)n : 0;
+        m->action = act && strcmp(act, "over") == 0 ? SG_EV_OVER :
+                    act && strcmp(act, "lockdown") == 0 ? SG_EV_LOCKDOWN : SG_EV_OK;
+        m->charged = json_is_true(json_object_get(o, "charged"));
+        json_decref(o);
+        out->nrecent++;
+        if (!m->qid || !m->ip || !m->identity || !m->msgid || !m->mailer || !m->relay)
+            return -1;
+    }
+    return 0;
+}
+
+int sg_store_redis_evidence_get(struct sg_store_redis *r, const char *account,
+                                struct sg_evidence_report *out)
 {
     struct evidence_job j = { 0 };
-    json_t *root = NULL, *dom, *hourly;
     const redisReply *meta;
     int rc;
 
-    *json_out = NULL;
+    memset(out, 0, sizeof(*out));
+    out->last_seen_ms = -1;
     if (account == NULL)
         return -1;
     sgr_account_tag(j.tag, account);
     rc = sgr_run(r, evidence_job, &j);
     if (rc < 0)
         goto out;
-    rc = -1;
-    root = json_object();
-    json_object_set_new(root, "account", jstr(account, strlen(account)));
     meta = j.rep[EV_META];
-    json_object_set_new(root, "from_mismatch", json_integer(0));
-    json_object_set_new(root, "last_seen", json_null());
     for (size_t i = 0; i + 1 < meta->elements; i += 2) {
+        if (meta->element[i]->type != REDIS_REPLY_STRING)
+            continue;
         if (strcmp(meta->element[i]->str, "from_mismatch") == 0)
-            json_object_set_new(root, "from_mismatch",
-                                json_integer(rep_int(meta->element[i + 1])));
+            out->from_mismatch = rep_count(meta->element[i + 1]);
         else if (strcmp(meta->element[i]->str, "last_ms") == 0)
-            json_object_set_new(root, "last_seen", json_integer(rep_int(meta->element[i + 1])));
+            out->last_seen_ms = rep_int(meta->element[i + 1]);
     }
-    json_object_set_new(root, "by_ip", counted(j.rep[EV_IP], j.rep[EV_IPFIRST]));
-    json_object_set_new(root, "by_mailer", counted(j.rep[EV_MUA], j.rep[EV_MUAFIRST]));
-    dom = json_object();
-    for (size_t i = 0; i + 1 < j.rep[EV_DOM]->elements; i += 2)
-        jset(dom, j.rep[EV_DOM]->element[i]->str, j.rep[EV_DOM]->element[i]->len,
-             json_integer(rep_int(j.rep[EV_DOM]->element[i + 1])));
-    json_object_set_new(root, "by_domain", dom);
-    hourly = json_object();
-    for (size_t i = 0; i + 1 < j.rep[EV_HOUR]->elements; i += 2) {
-        const char *f = j.rep[EV_HOUR]->element[i]->str;
-        const char *colon = strchr(f, ':');
-        char hour[32];
-        json_t *h;
-        const char *what;
-
-        if (colon == NULL || colon - f >= (ptrdiff_t)sizeof(hour))
-            continue;
-        snprintf(hour, sizeof(hour), "%.*s", (int)(colon - f), f);
-        what = colon[1] == 'm' ? "messages" : colon[1] == 'r' ? "recipients" :
-               colon[1] == 'x' ? "refused" : NULL;
-        if (what == NULL)
-            continue;
-        h = json_object_get(hourly, hour);
-        if (h == NULL) {
-            h = json_pack("{s:I,s:I,s:I}", "messages", (json_int_t)0,
-                          "recipients", (json_int_t)0, "refused", (json_int_t)0);
-            json_object_set_new(hourly, hour, h);
-        }
-        json_object_set_new(h, what, json_integer(rep_int(j.rep[EV_HOUR]->element[i + 1])));
-    }
-    json_object_set_new(root, "hourly", hourly);
-    json_object_set_new(root, "from_mismatch_recent", json_list(j.rep[EV_FROMX]));
-    json_object_set_new(root, "recent", json_list(j.rep[EV_RECENT]));
-    *json_out = json_dumps(root, JSON_COMPACT);
-    rc = *json_out != NULL ? 0 : -1;
+    if (seen_list(j.rep[EV_IP], j.rep[EV_IPFIRST], &out->ips, &out->nips) < 0 ||
+        seen_list(j.rep[EV_MUA], j.rep[EV_MUAFIRST], &out->mailers, &out->nmailers) < 0 ||
+        seen_list(j.rep[EV_DOM], NULL, &out->domains, &out->ndomains) < 0 ||
+        hour_list(j.rep[EV_HOUR], out) < 0 || mismatch_list(j.rep[EV_FROMX], out) < 0 ||
+        recent_list(j.rep[EV_RECENT], out) < 0)
+        rc = -1;
 out:
-    json_decref(root);
     for (int i = 0; i < EV_N; i++)
         if (j.rep[i] != NULL)
             freeReplyObject(j.rep[i]);
+    if (rc < 0) {
+        sg_evidence_report_free(out);
+        out->last_seen_ms = -1;
+    }
     return rc;
 }
 
@@ -427,7 +555,7 @@ int sg_store_redis_flood_json(struct sg_store_redis *r, unsigned hours, char **j
                 char buf[1024];
                 json_t *cur;
 
-                sgr_utf8_clean(buf, sizeof(buf), zr->element[m]->str, zr->element[m]->len);
+                sg_store_utf8_clean(buf, sizeof(buf), zr->element[m]->str, zr->element[m]->len);
                 cur = json_object_get(sums[z], buf);
                 json_object_set_new(sums[z], buf, json_integer(
                     (cur ? json_integer_value(cur) : 0) +

@@ -47,9 +47,9 @@ static int r_lock(void *be, const char *name, const char *owner, uint64_t ttl_ms
     return sg_store_redis_lock(be, name, owner, ttl_ms);
 }
 
-static int r_evidence_json(void *be, const char *account, char **json_out)
+static int r_evidence_get(void *be, const char *account, struct sg_evidence_report *out)
 {
-    return sg_store_redis_evidence_json(be, account, json_out);
+    return sg_store_redis_evidence_get(be, account, out);
 }
 
 static int r_held_add(void *be, const char *account, const char *relay, const char *qid)
@@ -89,7 +89,7 @@ const struct sg_store_ops sg_store_redis_ops = {
     .state_set = r_state_set,
     .state_cas = r_state_cas,
     .lock = r_lock,
-    .evidence_json = r_evidence_json,
+    .evidence_get = r_evidence_get,
     .held_add = r_held_add,
     .held_list = r_held_list,
     .held_del = r_held_del,

@@ -40,6 +40,7 @@
 #ifndef SG_STORE_REDIS_INT_H
 #define SG_STORE_REDIS_INT_H
 
+#include "sg_store_backend.h"
 #include "sg_store_redis.h"
 #include "sg_topk.h"
 
@@ -159,7 +160,6 @@ void sgr_evict_check(struct sg_store_redis *r);
 
 /* --- sg_store_redis_args.c --- */
 void sgr_sha1_hex(char out[41], const void *data, size_t len);
-size_t sgr_utf8_clean(char *dst, size_t dstsize, const char *src, size_t srclen);
 void sgr_args_free(struct args *a);
 char *sgr_args_alloc(struct args *a, size_t n);
 void sgr_args_add(struct args *a, const char *s, size_t len);

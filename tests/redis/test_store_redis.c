@@ -50,6 +50,7 @@ struct srv {
 static char g_tmp[128];
 static struct srv g_srv;                 /* the shared server */
 static struct sg_store_redis *g_st;      /* store on g_srv */
+static sg_store_t *g_store;              /* the same, through the store handle */
 
 /* Every server started, so that a failed test (which longjmps out before
  * its own cleanup) leaves none behind: group teardown kills the rest, and
@@ -317,6 +318,7 @@ static int group_teardown(void **state)
 {
     (void)state;
     sg_store_redis_close(g_st);
+    sg_store_free(g_store);
     srv_kill(&g_srv, SIGTERM);
     for (size_t i = 0; i < sizeof(g_pids) / sizeof(g_pids[0]); i++) {
         if (g_pids[i] > 0) {
@@ -339,6 +341,16 @@ static int group_setup(void **state)
     if (mkdtemp(g_tmp) == NULL)
         return -1;
     if (srv_start(&g_srv, "main", NULL) < 0 || (g_st = open_store(g_srv.port, NULL)) == NULL) {
+        group_teardown(state);
+        return -1;
+    }
+    {
+        struct sg_redis_settings rs = { .host = "127.0.0.1", .port = g_srv.port,
+                                        .prefix = "sgt:" };
+        char err[256];
+        g_store = sg_store_redis_new(&rs, NULL, NULL, err, sizeof(err));
+    }
+    if (g_store == NULL) {
         group_teardown(state);
         return -1;
     }
@@ -921,7 +933,7 @@ static void test_evidence_json(void **state)
     for (int i = 0; i < 4; i++)
         sg_store_redis_decide(g_st, a, &l, 1, &c, &ev[i], false, &res);
     assert_int_equal(res.status, SG_STORE_OVER);   /* the 4th: cap 3 */
-    assert_int_equal(sg_store_redis_evidence_json(g_st, a, &js), 0);
+    assert_int_equal(sg_store_evidence_json(g_store, a, &js), 0);
     assert_non_null(js);
     root = json_loads(js, 0, &je);
     if (root == NULL)
@@ -984,7 +996,7 @@ static void test_evidence_json(void **state)
     free(js);
 
     /* an account never seen: empty evidence, still valid JSON */
-    assert_int_equal(sg_store_redis_evidence_json(g_st, "nobody@example.com", &js), 0);
+    assert_int_equal(sg_store_evidence_json(g_store, "nobody@example.com", &js), 0);
     root = json_loads(js, 0, &je);
     assert_non_null(root);
     assert_int_equal(json_object_size(json_object_get(root, "by_ip")), 0);
@@ -1067,7 +1079,7 @@ static void test_reset(void **state)
     assert_int_equal(sg_store_redis_state_get(g_st, a, &out), 0);   /* state kept */
     assert_true(out.blocked);
     assert_int_equal(out.ticket, 7);
-    assert_int_equal(sg_store_redis_evidence_json(g_st, a, &js), 0); /* evidence kept */
+    assert_int_equal(sg_store_evidence_json(g_store, a, &js), 0); /* evidence kept */
     assert_non_null(strstr(js, "\"192.0.2.1\""));
     free(js);
     assert_int_equal(decide(g_st, a, l, 2, &c, &res), SG_STORE_OK);
