@@ -45,7 +45,7 @@ struct sg_charge {
 };
 
 /* Who sent what, recorded with each decided message (Redis backend; the
- * memory backend ignores it). Any field may be NULL. */
+ * memory backend keeps only a held queue id). Any pointer may be NULL. */
 struct sg_evidence {
     const char *qid;
     const char *client_ip;
@@ -57,6 +57,11 @@ struct sg_evidence {
     const char *const *rcpt_domains; /* distinct, lower-cased */
     size_t nrcpt_domains;
     const char *relay;            /* this relay's name */
+    /* The message is held (quarantined) if the account is locked down: then
+     * the same call records qid in the relay's held list, as
+     * sg_store_held_add would (result.held). The caller sets it only for a
+     * valid queue id (sg_release_qid_valid). */
+    bool hold_on_lockdown;
 };
 
 enum sg_store_status {
@@ -76,6 +81,7 @@ struct sg_store_result {
     bool lockdown;                /* account state says blocked: apply on_block */
     bool new_identity;            /* implicit: first message of this identity (no state) */
     bool overflow;                /* implicit: charged to the overflow account (memory bound) */
+    bool held;                    /* lockdown + ev->hold_on_lockdown: ev->qid recorded */
 };
 
 /* The account new implicit identities share once the memory store holds

@@ -520,6 +520,27 @@ static struct entry *account_entry(struct sg_store_memory *m, const char *accoun
     return e;
 }
 
+/* Record a held queue id (m->lock held). 0 or -1. */
+static int held_add_locked(struct sg_store_memory *m, const char *account, const char *qid)
+{
+    struct extra *e = extra_of(lookup(m, 'a', account, 1));
+    char **v;
+
+    if (e == NULL)
+        return -1;
+    for (size_t i = 0; i < e->nheld; i++)
+        if (strcmp(e->held[i], qid) == 0)
+            return 0;
+    v = realloc(e->held, (e->nheld + 1) * sizeof(*v));
+    if (v == NULL)
+        return -1;
+    e->held = v;
+    if ((v[e->nheld] = strdup(qid)) == NULL)
+        return -1;
+    e->nheld++;
+    return 0;
+}
+
 static int mem_decide(void *be, const char *account, const struct sg_limit *limits,
                       size_t nlimits, const struct sg_charge *c,
                       const struct sg_evidence *ev, bool charge_refused,
@@ -532,7 +553,6 @@ static int mem_decide(void *be, const char *account, const struct sg_limit *limi
     double fullest = -1.0;
     int over = 0;
 
-    (void)ev;
     pthread_mutex_lock(&m->lock);
     sweep(m, now);
     e = account_entry(m, account, c, out);
@@ -611,6 +631,10 @@ static int mem_decide(void *be, const char *account, const struct sg_limit *limi
     }
     if (!over)
         out->status = SG_STORE_OK;
+    /* held on lockdown: its queue id, under the same lock (one relay) */
+    if (out->lockdown && ev != NULL && ev->hold_on_lockdown && ev->qid != NULL &&
+        ev->qid[0] != '\0')
+        out->held = held_add_locked(m, account, ev->qid) == 0;
     pthread_mutex_unlock(&m->lock);
     return 0;
 fail:
@@ -749,29 +773,11 @@ static int mem_lock(void *be, const char *name, const char *owner, uint64_t ttl_
 static int mem_held_add(void *be, const char *account, const char *relay, const char *qid)
 {
     struct sg_store_memory *m = be;
-    struct extra *e;
-    char **v;
-    int rc = -1;
+    int rc;
 
     (void)relay;                  /* one process, one relay */
     pthread_mutex_lock(&m->lock);
-    e = extra_of(lookup(m, 'a', account, 1));
-    if (e != NULL) {
-        for (size_t i = 0; i < e->nheld; i++)
-            if (strcmp(e->held[i], qid) == 0) {
-                rc = 0;
-                goto out;
-            }
-        v = realloc(e->held, (e->nheld + 1) * sizeof(*v));
-        if (v != NULL) {
-            e->held = v;
-            if ((v[e->nheld] = strdup(qid)) != NULL) {
-                e->nheld++;
-                rc = 0;
-            }
-        }
-    }
-out:
+    rc = held_add_locked(m, account, qid);
     pthread_mutex_unlock(&m->lock);
     return rc;
 }

@@ -52,6 +52,7 @@ static enum job_rc decide_job(struct sg_store_redis *r, redisContext *c, void *a
     out->warn_mask = (uint32_t)sgr_rep_u64(rep->element[6]);
     out->lockdown = sgr_rep_u64(rep->element[7]) != 0;
     out->new_identity = j->implicit && rep->elements >= 10 && sgr_rep_u64(rep->element[9]) != 0;
+    out->held = rep->elements >= 11 && sgr_rep_u64(rep->element[10]) != 0;
     if (out->limit >= j->nlimits && j->nlimits > 0)
         out->limit = 0;
     if ((unsigned)out->unit >= SG_UNIT_COUNT)
@@ -93,6 +94,28 @@ static void limit_tags(const struct sg_limit *limits, size_t n,
     }
 }
 
+/* Key "P{H}:held:<relay>" (relay NULL: ""), the set of held queue ids. */
+static void args_held_key(struct args *a, const struct sg_store_redis *r, const char *tag,
+                          const char *relay)
+{
+    size_t cap = strlen(r->prefix) + 60 + (relay ? strlen(relay) : 0);
+    char *k = sgr_args_alloc(a, cap);
+
+    if (k != NULL)
+        sgr_args_add(a, k, (size_t)snprintf(k, cap, "%s{%s}:held:%s", r->prefix, tag,
+                                            relay ? relay : ""));
+}
+
+/* The tail of decide's and implicit's arguments: hold_on_lockdown, [qid,]
+ * the held set's ttl. */
+static void args_hold(struct args *a, const struct sg_evidence *ev, bool with_qid)
+{
+    sgr_args_addz(a, ev->hold_on_lockdown ? "1" : "0");
+    if (with_qid)
+        sgr_args_clean(a, ev->qid, 64);
+    sgr_args_u64(a, HELD_TTL_MS);
+}
+
 static int decide_implicit(struct sg_store_redis *r, const char *account,
                            const struct sg_limit *limits, size_t nlimits,
                            const struct sg_charge *charge, const struct sg_evidence *ev,
@@ -105,9 +128,10 @@ static int decide_implicit(struct sg_store_redis *r, const char *account,
 
     sgr_account_tag(tag, account);
     limit_tags(limits, nlimits, tags);
-    sgr_args_eval_head(a, r, 2);
+    sgr_args_eval_head(a, r, 3);
     sgr_args_key(a, r, tag, "state", NULL, 0);
     sgr_args_key(a, r, tag, "i", NULL, 0);
+    args_held_key(a, r, tag, ev->relay);
     sgr_args_addz(a, "implicit");
     sgr_args_now(a, r);
     sgr_args_addz(a, charge_refused ? "1" : "0");
@@ -128,6 +152,7 @@ static int decide_implicit(struct sg_store_redis *r, const char *account,
     }
     for (size_t i = 0; charge->rcpt_hashes && i < charge->nrcpt_hashes; i++)
         sgr_args_fmt(a, "%016" PRIx64, charge->rcpt_hashes[i]);
+    args_hold(a, ev, true);
 
     if (a->oom) {
         sgr_args_free(a);
@@ -173,7 +198,7 @@ int sg_store_redis_decide(struct sg_store_redis *r, const char *account,
         return decide_implicit(r, account, limits, nlimits, charge, ev, charge_refused, out);
     sgr_account_tag(tag, account);
 
-    sgr_args_eval_head(a, r, DECIDE_FIXED_KEYS + 3 * nlimits);
+    sgr_args_eval_head(a, r, DECIDE_FIXED_KEYS + 3 * nlimits + 1);
     for (size_t i = 0; i < DECIDE_FIXED_KEYS; i++)
         sgr_args_key(a, r, tag, fixed[i], NULL, 0);
     for (size_t i = 0; i < nlimits; i++) {
@@ -182,6 +207,7 @@ int sg_store_redis_decide(struct sg_store_redis *r, const char *account,
         sgr_args_key(a, r, tag, "d:", name, limits[i].window_ms);
         sgr_args_key(a, r, tag, "warn:", name, limits[i].window_ms);
     }
+    args_held_key(a, r, tag, ev->relay);
     sgr_args_addz(a, "decide");
     sgr_args_now(a, r);
     sgr_args_addz(a, charge_refused ? "1" : "0");
@@ -223,6 +249,7 @@ int sg_store_redis_decide(struct sg_store_redis *r, const char *account,
     for (size_t i = 0; ev->rcpt_domains && i < ev->nrcpt_domains; i++)
         sgr_args_clean(a, ev->rcpt_domains[i], 255);
     sgr_args_recent(a, &at, charge->units[SG_UNIT_RECIPIENTS], charge->units[SG_UNIT_BYTES]);
+    args_hold(a, ev, false);
 
     if (a->oom) {
         sgr_args_free(a);
@@ -752,13 +779,7 @@ static int held_run(struct sg_store_redis *r, const char *account, const char *r
 
     sgr_account_tag(tag, account);
     sgr_args_addz(&j.a[0], verb);
-    {                             /* "P{H}:held:<relay>" */
-        size_t cap = strlen(r->prefix) + 60 + strlen(relay);
-        char *k = sgr_args_alloc(&j.a[0], cap);
-        if (k != NULL)
-            sgr_args_add(&j.a[0], k, (size_t)snprintf(k, cap, "%s{%s}:held:%s", r->prefix, tag,
-                                                   relay));
-    }
+    args_held_key(&j.a[0], r, tag, relay);
     for (size_t i = 0; i < n; i++)
         sgr_args_clean(&j.a[0], qids[i], 64);
     if (expire) {
