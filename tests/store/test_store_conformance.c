@@ -382,6 +382,47 @@ static void test_all_or_nothing(void **state)
     assert_int_equal(decide(a, l, 2, &c, false, &r), SG_STORE_OK);
 }
 
+/* Many threads, one account: the cap holds exactly. */
+struct capracer {
+    const char *account;
+    int ok;
+};
+
+static void *cap_race(void *arg)
+{
+    struct capracer *rc = arg;
+    struct sg_limit l = lim("race", 3600000, 50, 0, 0, 0);
+    struct sg_charge c = chg(1, 1, NULL, 0);
+    struct sg_evidence ev = { .qid = "4RACE", .relay = RELAY };
+    struct sg_store_result r;
+
+    for (int i = 0; i < 20; i++)
+        if (sg_store_decide(g_st, rc->account, &l, 1, &c, &ev, false, &r) == 0 &&
+            r.status == SG_STORE_OK)
+            rc->ok++;
+    return NULL;
+}
+
+static void test_cap_race(void **state)
+{
+    pthread_t th[8];
+    struct capracer rc[8];
+    char a[128];
+    int total = 0;
+
+    (void)state;
+    unique(a, sizeof(a), "caprace");
+    for (int i = 0; i < 8; i++) {
+        rc[i] = (struct capracer){ .account = a };
+        assert_int_equal(pthread_create(&th[i], NULL, cap_race, &rc[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        total += rc[i].ok;
+    }
+    assert_int_equal(total, 50);
+}
+
 /* --- sliding windows: the property, with every cap kind binding ---------------- */
 
 struct event {
@@ -997,6 +1038,7 @@ int main(int argc, char **argv)
         BOTH(test_cap_distinct),
         BOTH(test_distinct_repeat),
         BOTH(test_all_or_nothing),
+        BOTH(test_cap_race),
         BOTH(test_property_windows),
         BOTH(test_warn_once),
         BOTH(test_lockdown),
