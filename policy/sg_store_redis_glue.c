@@ -1,6 +1,8 @@
 /*
- * sg_store_redis_glue.c - plugs the Redis backend (sg_store_redis.c) into
+ * sg_store_redis_glue.c - plugs the Redis backend (sg_store_redis*.c) into
  * the store handle's table of functions.
+ *
+ * Must not: hold any logic: each entry forwards to its typed function.
  */
 #include "sg_store_backend.h"
 #include "sg_store_redis.h"
