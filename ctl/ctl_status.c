@@ -32,7 +32,7 @@ sg_store_t *sg_ctl_store_open(const struct sg_settings *s, const char *what)
                 what);
         return NULL;
     }
-    st = sg_store_redis_new(&s->redis, err, sizeof(err));
+    st = sg_store_redis_new(&s->redis, NULL, NULL, err, sizeof(err));
     if (st == NULL)
         fprintf(stderr, "sendguardctl: store: %s\n", err);
     return st;

@@ -471,7 +471,7 @@ static sg_store_t *open_primary(const struct sg_settings *s)
 
     if (s->store_backend == SG_STORE_MEMORY)
         return sg_store_memory_new(NULL, NULL);
-    st = sg_store_redis_new(&s->redis, err, sizeof(err));
+    st = sg_store_redis_new(&s->redis, NULL, NULL, err, sizeof(err));
     if (st == NULL)
         sg_log(LOG_ERR, "store: %s", err);
     return st;

@@ -6,11 +6,12 @@
  * the root release helper (release_helper), or to release_command itself,
  * once the account's lockdown is off.
  *
- * Must not: run in a libmilter callback's thread (sg_jobs_held only
- * records), release mail of an account still locked down, or record or
+ * Must not: run in a libmilter callback's thread (sg_jobs_follow only
+ * notes an account name in memory), release mail of an account still locked down, or record or
  * pass on anything but a Postfix/Sendmail queue id (the {i} macro comes
  * from the MTA, the store from whoever can write Redis: both are checked).
  */
+#include "sg_time.h"
 #include "sg_jobs.h"
 
 #include <errno.h>
@@ -44,7 +45,7 @@ static struct {
     size_t nextra;
 } J = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
-static long last_held_fail, last_release_fail;
+static long last_release_fail;
 
 /* --- watcher hooks ------------------------------------------------------- */
 
@@ -195,17 +196,14 @@ static void *release_thread(void *arg)
         pthread_mutex_lock(&J.mu);
         if (J.stop)
             break;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += RELEASE_EVERY_S;
+        ts = sg_time_deadline(RELEASE_EVERY_S * 1000);
         pthread_cond_timedwait(&J.cv, &J.mu, &ts);
     }
     pthread_mutex_unlock(&J.mu);
     return NULL;
 }
 
-/* Remember an account the config does not name (a manual lockdown of an
- * identity), so the release thread follows it too while this process runs. */
-static void follow_extra(const char *account)
+void sg_jobs_follow(const char *account)
 {
     sg_conf_t *conf = sg_conf_current();
     bool known = sg_conf_find_account(conf, account) != NULL;
@@ -224,27 +222,6 @@ static void follow_extra(const char *account)
             J.nextra++;
     }
     pthread_mutex_unlock(&J.mu);
-}
-
-void sg_jobs_held(const char *account, const char *qid)
-{
-    if (qid == NULL || qid[0] == '\0')
-        return;                   /* no {i}: already warned about; cannot be released by id */
-    if (!sg_release_qid_valid(qid)) {
-        char esc[200], aesc[400];
-        sg_log(LOG_WARNING, "refusing to record qid=%s of account=<%s>: not a Postfix or "
-                   "Sendmail queue id (check the MTA's {i} macro); the message stays held: "
-                   "release it by hand", sg_log_esc(esc, sizeof(esc), qid),
-                   sg_log_esc(aesc, sizeof(aesc), account));
-        return;
-    }
-    follow_extra(account);
-    if (sg_store_held_add(J.store, account, J.relay, qid) == 0)
-        return;
-    if (sg_store_held_add(J.fallback, account, J.relay, qid) != 0 &&
-        sg_log_ratelimit(&last_held_fail, 300))
-        sg_log(LOG_ERR, "cannot record held message qid=%s: release it by hand once the account"
-               " is unblocked (postsuper -H)", qid);
 }
 
 /* --- lifecycle ----------------------------------------------------------- */

@@ -14,7 +14,10 @@ void sg_jobs_start(sg_store_t *primary, sg_store_t *fallback, const char *relay)
 void sg_jobs_reloaded(void);
 void sg_jobs_stop(void);
 
-/* Record a message held because its account is locked down. */
-void sg_jobs_held(const char *account, const char *qid);
+/* A message of account was held (its queue id recorded by the decision):
+ * if the config does not name the account (a manual lockdown of an
+ * identity), the release thread follows it too while this process runs.
+ * No store call: memory only, cheap enough for the milter's threads. */
+void sg_jobs_follow(const char *account);
 
 #endif

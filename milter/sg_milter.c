@@ -25,9 +25,9 @@
 #include <sys/socket.h>
 
 #include "sg_log.h"
-#include "sg_jobs.h"
 #include "sg_metrics.h"
 #include "sg_policy.h"
+#include "sg_release.h"
 
 #define HDR_KEEP 512              /* bytes kept of an evidence header */
 #define RCPT_KEEP 1024            /* bytes kept of one recipient */
@@ -298,6 +298,26 @@ static void check_macros(const struct msgctx *m)
                " include {auth_authen}", MACRO_WARN_AFTER);
 }
 
+/* A message held on lockdown whose queue id the decision did not record
+ * (sg_policy_decide records it in the same store call): say why, since it
+ * must then be released by hand. */
+static void held_unrecorded(const char *account, const char *qid)
+{
+    static long last_fail;
+    char esc[200], aesc[400];
+
+    if (qid == NULL || qid[0] == '\0')
+        return;                   /* no {i}: already warned about; cannot be released by id */
+    if (!sg_release_qid_valid(qid))
+        sg_log(LOG_WARNING, "refusing to record qid=%s of account=<%s>: not a Postfix or "
+               "Sendmail queue id (check the MTA's {i} macro); the message stays held: "
+               "release it by hand", sg_log_esc(esc, sizeof(esc), qid),
+               sg_log_esc(aesc, sizeof(aesc), account));
+    else if (sg_log_ratelimit(&last_fail, 300))
+        sg_log(LOG_ERR, "cannot record held message qid=%s: release it by hand once the account"
+               " is unblocked (postsuper -H)", sg_log_esc(esc, sizeof(esc), qid));
+}
+
 static sfsistat cb_eom(SMFICTX *ctx)
 {
     struct connctx *c = smfi_getpriv(ctx);
@@ -344,6 +364,9 @@ static sfsistat cb_eom(SMFICTX *ctx)
     case SG_ACT_HOLD:
         if (smfi_quarantine(ctx, (char *)v.reason) != MI_SUCCESS) {
             sg_log(LOG_ERR, "quarantine refused by the MTA: tempfail instead of hold");
+            if (v.held)           /* not held after all: nothing to release */
+                sg_store_held_del(v.store_error ? sg_rt.fallback : sg_rt.primary, v.account,
+                                  sg_rt.relay, (const char *const *)&m->qid, 1);
             v.action = SG_ACT_TEMPFAIL;
             smfi_setreply(ctx, "451", "4.7.1", (char *)v.reason);
             rc = SMFIS_TEMPFAIL;
@@ -352,8 +375,12 @@ static sfsistat cb_eom(SMFICTX *ctx)
     default:
         break;
     }
-    if (v.lockdown && v.action == SG_ACT_HOLD && !v.observed)
-        sg_jobs_held(v.account, m->qid);
+    if (v.lockdown && v.action == SG_ACT_HOLD && !v.observed) {
+        if (v.held)
+            sg_jobs_follow(v.account);
+        else
+            held_unrecorded(v.account, m->qid);
+    }
     log_verdict(m, c->ip, &v, sg_time_mono_msf() - t0);
     sg_metrics_decision(&v, sg_time_mono_msf() - t0, v.store_ms);
     msg_reset(m);

@@ -3,14 +3,14 @@
 --
 -- Embedded into sg_store_redis.c at build time (sg_decide_lua.cmake); the
 -- C side computes its SHA-1 for EVALSHA and loads it on NOSCRIPT.
--- Must not: read a clock but redis TIME (except the explicit test-only
--- "now" argument, which the daemon never sends), touch a key it was not
+-- Must not: read a clock but redis TIME (except the explicit "now"
+-- argument, sent only by a store opened with a clock: tests), touch a key it was not
 -- given in KEYS, or leave a key without an expiry.
 --
 -- ARGV[1] is the mode: "decide" (a configured account), "implicit" (an
 -- identity no account matches: one hash, see implicit()), "usage",
--- "iusage", "lock" or "state_cas". ARGV[2] is "now" in ms, or "" to use redis TIME (the
--- only thing the daemon sends).
+-- "iusage", "lock" or "state_cas". ARGV[2] is "now" in ms, or "" to use redis TIME (what
+-- the daemon sends: its store has no clock of its own).
 --
 -- Limit algorithm (same as the memory backend): a bucketed sliding window
 -- counting its oldest bucket whole. B = 60 buckets of width w = ceil(T/60)
@@ -31,7 +31,7 @@
 --   1 state  2 meta  3 ev:ip  4 ev:ipfirst  5 ev:mua  6 ev:muafirst
 --   7 ev:dom  8 ev:fromx  9 ev:recent  10 ev:hour
 --   then per limit i (1-based): 10+3i-2 window hash, 10+3i-1 distinct
---   zset, 10+3i warn marker
+--   zset, 10+3i warn marker; last (10+3L+1) the relay's held set
 -- decide: ARGV
 --   1 "decide"  2 now|""  3 charge_refused 0|1  4 account name
 --   5 evidence ttl ms  6 recent list length  7 max fields per evidence hash
@@ -43,9 +43,11 @@
 --   then H hashes (hex), then D domains, then the members of the "recent"
 --   record but t, action and charged, as JSON text: "qid":..,"ip":..,
 --   "identity":..,"rcpts":..,"size":..,"msgid":..,"mailer":..,"relay":..
---   (the values above, ip and mailer "(none)" when empty)
+--   (the values above, ip and mailer "(none)" when empty); then
+--   hold_on_lockdown 0|1, held ttl ms: with 1 and the lockdown flag on,
+--   qid goes into the held set (what sg_store_held_add does, in this call)
 -- decide returns {status 0 ok|1 over, limit (0-based), unit (0-based),
---   used, cap, retry_after_ms, warn_mask, lockdown 0|1, now}
+--   used, cap, retry_after_ms, warn_mask, lockdown 0|1, now, 0, held 0|1}
 --
 -- usage: KEYS per limit: window hash, distinct zset.
 --   ARGV 1 "usage" 2 now|"" 3 L, then L window_ms.
@@ -271,6 +273,15 @@ local function capped_push(key, value, len, ttl)
     end
 end
 
+-- A message held on lockdown: its queue id into the relay's held set (30
+-- days), as sg_store_held_add does. Returns 1 when recorded.
+local function hold_qid(lockdown, key, flag, qid, ttl)
+    if not lockdown or flag ~= '1' or qid == nil or qid == '' then return 0 end
+    redis.call('SADD', key, qid)
+    redis.call('PEXPIRE', key, ttl)
+    return 1
+end
+
 local function decide()
     local now = now_ms()
     local charge_refused = ARGV[3] == '1'
@@ -452,12 +463,14 @@ local function decide()
         redis.call('PEXPIRE', KEYS[10], I(HIST_HOURS * HOUR))
     end
 
+    local held = hold_qid(lockdown, KEYS[10 + 3 * L + 1], ARGV[dbase + D + 2], qid,
+                          ARGV[dbase + D + 3])
     if over ~= nil then
         return { 1, over[1], over[2], over[3], over[4], over[5], 0,
-                 lockdown and 1 or 0, now }
+                 lockdown and 1 or 0, now, 0, held }
     end
     return { 0, best[1], best[2], best[3], best[4], 0, warn_mask,
-             lockdown and 1 or 0, now }
+             lockdown and 1 or 0, now, 0, held }
 end
 
 local function usage()
@@ -510,10 +523,12 @@ end
 -- hash and nothing else: no evidence keys, no distinct zset, no warn
 -- marker. A flood of new envelope senders costs one small key each.
 -- KEYS 1 state (read only: a lockdown set by hand)  2 the identity's hash
+--   3 the relay's held set
 -- ARGV 1 "implicit" 2 now|"" 3 charge_refused 0|1
 --   4 cost messages 5 cost recipients 6 cost bytes 7 L limits 8 H hashes
 --   then L x (field prefix (IP chars), window_ms, cap_msg, cap_rcpt,
---   cap_bytes, cap_distinct, warn_at), then H recipient hashes (hex)
+--   cap_bytes, cap_distinct, warn_at), then H recipient hashes (hex),
+--   then hold_on_lockdown 0|1, qid, held ttl ms (see decide)
 -- Fields, p the limit's prefix (a tag of its name and window, from C):
 --   p.."b"..k   "m,r,b": the units of bucket k (only buckets in use)
 --   p.."w"      warned until (ms)
@@ -522,7 +537,8 @@ end
 -- of limits no longer configured are deleted when seen. Expiry: the
 -- longest T + w + 1000 ms after the last charge (it never moves earlier),
 -- which outlives every field (a bucket counts until (k+1)*w + T).
--- returns decide's 9 values, then 1 when the identity was new (no key).
+-- returns decide's 9 values, then 1 when the identity was new (no key),
+-- then held 0|1.
 local IP = 5
 
 local function implicit()
@@ -675,12 +691,14 @@ local function implicit()
             redis.call('PEXPIRE', key, I(ttl))
         end
     end
+    local held = hold_qid(lockdown, KEYS[3], ARGV[hbase + H + 1], ARGV[hbase + H + 2],
+                          ARGV[hbase + H + 3])
     if over ~= nil then
         return { 1, over[1], over[2], over[3], over[4], over[5], 0,
-                 lockdown and 1 or 0, now, isnew and 1 or 0 }
+                 lockdown and 1 or 0, now, isnew and 1 or 0, held }
     end
     return { 0, best[1], best[2], best[3], best[4], 0, warn_mask,
-             lockdown and 1 or 0, now, isnew and 1 or 0 }
+             lockdown and 1 or 0, now, isnew and 1 or 0, held }
 end
 
 -- usage of an implicit identity: KEYS 1 its hash; ARGV 1 "iusage" 2 now|""

@@ -9,6 +9,7 @@
  */
 #include "sg_policy.h"
 #include "sg_time.h"
+#include "sg_release.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -426,6 +427,12 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
     ev.mailer = req->mailer;
     ev.msgid = req->msgid;
     ev.relay = req->relay;
+    /* held on lockdown (on_block hold, enforced): the store records the
+     * queue id in the same call; only a real queue id (the milter warns
+     * about the others) */
+    ev.hold_on_lockdown = (v->acct ? v->acct->on_block : s->on_block) == SG_ACT_HOLD &&
+                          !(observe && s->observe_lockdown) && req->qid != NULL &&
+                          sg_release_qid_valid(req->qid);
 
     t0 = sg_time_mono_msf();
     if (sg_store_decide_flood(primary, v->account, limits, nlimits, &charge, &ev, charge_all,
@@ -480,6 +487,7 @@ void sg_policy_decide(const sg_conf_t *conf, sg_store_t *primary, sg_store_t *fa
     }
     if (r.lockdown) {
         v->lockdown = true;
+        v->held = r.held;
         v->action = v->acct ? v->acct->on_block : s->on_block;
         snprintf(v->reason, sizeof(v->reason),
                  "account blocked for spam at OVHcloud: mail held until it is unblocked");

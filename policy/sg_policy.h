@@ -41,6 +41,8 @@ struct sg_verdict {
     uint64_t used, cap, retry_after_ms;
     bool allowed;                 /* sender on the allow list: never throttled */
     bool lockdown;                /* account blocked: on_block applied */
+    bool held;                    /* lockdown hold: req->qid recorded in the store's held
+                                     list (by the decision itself, no second call) */
     bool too_big;                 /* the message alone exceeds a cap */
     bool warned;                  /* a warn_at threshold was crossed */
     bool store_error;             /* primary store failed */

@@ -4,12 +4,14 @@
  * Must not: hold limit logic (that is in each backend, atomically) or
  * talk to the network itself.
  */
+#include "sg_time.h"
 #include "sg_store.h"
 #include "sg_store_backend.h"
 #include "sg_store_redis.h"
 #include "sg_log.h"
 #include "sg_topk.h"
 
+#include <jansson.h>
 #include <pthread.h>
 
 #include <stdio.h>
@@ -80,13 +82,70 @@ void sg_store_flood_note(uint64_t now_ms, bool fresh, bool overflow, const char 
     }
 }
 
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else
+        return 0;
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return len;
+}
+
+/* Copy src into dst (dstsize > 0) as valid UTF-8 without control
+ * characters: anything else becomes '?'. Cut at a character boundary.
+ * Returns the length written. */
+size_t sg_store_utf8_clean(char *dst, size_t dstsize, const char *src, size_t srclen)
+{
+    const unsigned char *s = (const unsigned char *)src;
+    size_t i = 0, o = 0;
+
+    while (i < srclen) {
+        size_t n = utf8_seq(s + i, srclen - i);
+        if (n == 0 || (n == 1 && (s[i] < 0x20 || s[i] == 0x7f))) {
+            if (o + 1 >= dstsize)
+                break;
+            dst[o++] = '?';
+            i++;
+            continue;
+        }
+        if (o + n >= dstsize)
+            break;
+        memcpy(dst + o, s + i, n);
+        o += n;
+        i += n;
+    }
+    dst[o] = '\0';
+    return o;
+}
+
 uint64_t sg_clock_realtime_ms(void *ctx)
 {
-    struct timespec ts;
-
     (void)ctx;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)sg_time_real_ms();
 }
 
 static sg_store_t *store_wrap(const struct sg_store_ops *ops, void *be)
@@ -113,9 +172,10 @@ sg_store_t *sg_store_memory_new(sg_clock_fn clock, void *clock_ctx)
 
 extern const struct sg_store_ops sg_store_redis_ops;
 
-sg_store_t *sg_store_redis_new(const struct sg_redis_settings *rs, char *err, size_t errlen)
+sg_store_t *sg_store_redis_new(const struct sg_redis_settings *rs, sg_clock_fn clock,
+                               void *clock_ctx, char *err, size_t errlen)
 {
-    return store_wrap(&sg_store_redis_ops, sg_store_redis_open(rs, err, errlen));
+    return store_wrap(&sg_store_redis_ops, sg_store_redis_open(rs, clock, clock_ctx, err, errlen));
 }
 
 void sg_store_free(sg_store_t *st)
@@ -187,11 +247,6 @@ int sg_store_state_get(sg_store_t *st, const char *account, struct sg_account_st
     return st->ops->state_get(st->be, account, out);
 }
 
-int sg_store_state_set(sg_store_t *st, const char *account, const struct sg_account_state *in)
-{
-    return st->ops->state_set(st->be, account, in);
-}
-
 int sg_store_state_cas(sg_store_t *st, const char *account, uint64_t expect_version,
                        const struct sg_account_state *next, struct sg_account_state *cur)
 {
@@ -214,10 +269,128 @@ int sg_store_lock(sg_store_t *st, const char *name, const char *owner, uint64_t 
     return st->ops->lock(st->be, name, owner, ttl_ms);
 }
 
+int sg_store_evidence_get(sg_store_t *st, const char *account, struct sg_evidence_report *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->last_seen_ms = -1;
+    if (account == NULL)
+        return -1;
+    return st->ops->evidence_get ? st->ops->evidence_get(st->be, account, out) : 0;
+}
+
+void sg_evidence_report_free(struct sg_evidence_report *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->nips; i++)
+        free(r->ips[i].value);
+    for (size_t i = 0; i < r->nmailers; i++)
+        free(r->mailers[i].value);
+    for (size_t i = 0; i < r->ndomains; i++)
+        free(r->domains[i].value);
+    for (size_t i = 0; i < r->nmismatches; i++) {
+        free(r->mismatches[i].qid);
+        free(r->mismatches[i].identity);
+        free(r->mismatches[i].from_domain);
+        free(r->mismatches[i].ip);
+    }
+    for (size_t i = 0; i < r->nrecent; i++) {
+        struct sg_ev_msg *m = &r->recent[i];
+        free(m->qid);
+        free(m->ip);
+        free(m->identity);
+        free(m->msgid);
+        free(m->mailer);
+        free(m->relay);
+    }
+    free(r->ips);
+    free(r->mailers);
+    free(r->domains);
+    free(r->mismatches);
+    free(r->hours);
+    free(r->recent);
+    memset(r, 0, sizeof(*r));
+}
+
+/* --- the report as JSON (sg_store_evidence_json, until its readers move
+ * to the typed report) --- */
+
+static json_t *ms_or_null(int64_t ms)
+{
+    return ms >= 0 ? json_integer(ms) : json_null();
+}
+
+static json_t *seen_json(const struct sg_ev_seen *v, size_t n, bool first)
+{
+    json_t *o = json_object();
+
+    for (size_t i = 0; i < n; i++)
+        json_object_set_new(o, v[i].value, first ?
+            json_pack("{s:I,s:o}", "count", (json_int_t)v[i].count,
+                      "first_seen", ms_or_null(v[i].first_seen_ms)) :
+            json_integer((json_int_t)v[i].count));
+    return o;
+}
+
+static char *report_json(const char *account, const struct sg_evidence_report *r)
+{
+    static const char *const act[] = { "ok", "over", "lockdown" };
+    json_t *root = json_object(), *hourly = json_object(), *mis = json_array(),
+           *recent = json_array();
+    char *out;
+
+    for (size_t i = 0; i < r->nhours; i++) {
+        char h[32];
+        snprintf(h, sizeof(h), "%lld", (long long)r->hours[i].hour);
+        json_object_set_new(hourly, h, json_pack("{s:I,s:I,s:I}",
+            "messages", (json_int_t)r->hours[i].messages,
+            "recipients", (json_int_t)r->hours[i].recipients,
+            "refused", (json_int_t)r->hours[i].refused));
+    }
+    for (size_t i = 0; i < r->nmismatches; i++) {
+        const struct sg_ev_mismatch *m = &r->mismatches[i];
+        json_array_append_new(mis, json_pack("{s:I,s:s,s:s,s:s,s:s}", "t", (json_int_t)m->t_ms,
+                                             "qid", m->qid, "identity", m->identity,
+                                             "from_domain", m->from_domain, "ip", m->ip));
+    }
+    for (size_t i = 0; i < r->nrecent; i++) {
+        const struct sg_ev_msg *m = &r->recent[i];
+        json_array_append_new(recent, json_pack(
+            "{s:I,s:s,s:s,s:s,s:I,s:I,s:s,s:s,s:s,s:s,s:b}", "t", (json_int_t)m->t_ms,
+            "qid", m->qid, "ip", m->ip, "identity", m->identity, "rcpts", (json_int_t)m->rcpts,
+            "size", (json_int_t)m->size, "msgid", m->msgid, "mailer", m->mailer,
+            "relay", m->relay, "action", act[m->action], "charged", m->charged));
+    }
+    json_object_set_new(root, "account", json_string(account));
+    json_object_set_new(root, "last_seen", ms_or_null(r->last_seen_ms));
+    json_object_set_new(root, "by_ip", seen_json(r->ips, r->nips, true));
+    json_object_set_new(root, "by_mailer", seen_json(r->mailers, r->nmailers, true));
+    json_object_set_new(root, "by_domain", seen_json(r->domains, r->ndomains, false));
+    json_object_set_new(root, "from_mismatch", json_integer((json_int_t)r->from_mismatch));
+    json_object_set_new(root, "from_mismatch_recent", mis);
+    json_object_set_new(root, "hourly", hourly);
+    json_object_set_new(root, "recent", recent);
+    out = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return out;
+}
+
 int sg_store_evidence_json(sg_store_t *st, const char *account, char **json_out)
 {
+    struct sg_evidence_report r;
+    char *name;
+
     *json_out = NULL;
-    return st->ops->evidence_json(st->be, account, json_out);
+    if (sg_store_evidence_get(st, account, &r) != 0)
+        return -1;
+    /* the name is the caller's: any bytes; JSON wants UTF-8 */
+    if ((name = malloc(strlen(account) + 1)) != NULL) {
+        sg_store_utf8_clean(name, strlen(account) + 1, account, strlen(account));
+        *json_out = report_json(name, &r);
+    }
+    free(name);
+    sg_evidence_report_free(&r);
+    return *json_out != NULL ? 0 : -1;
 }
 
 int sg_store_flood_json(sg_store_t *st, unsigned hours, char **json_out)

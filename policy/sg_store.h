@@ -45,7 +45,7 @@ struct sg_charge {
 };
 
 /* Who sent what, recorded with each decided message (Redis backend; the
- * memory backend ignores it). Any field may be NULL. */
+ * memory backend keeps only a held queue id). Any pointer may be NULL. */
 struct sg_evidence {
     const char *qid;
     const char *client_ip;
@@ -57,6 +57,11 @@ struct sg_evidence {
     const char *const *rcpt_domains; /* distinct, lower-cased */
     size_t nrcpt_domains;
     const char *relay;            /* this relay's name */
+    /* The message is held (quarantined) if the account is locked down: then
+     * the same call records qid in the relay's held list, as
+     * sg_store_held_add would (result.held). The caller sets it only for a
+     * valid queue id (sg_release_qid_valid). */
+    bool hold_on_lockdown;
 };
 
 enum sg_store_status {
@@ -76,6 +81,7 @@ struct sg_store_result {
     bool lockdown;                /* account state says blocked: apply on_block */
     bool new_identity;            /* implicit: first message of this identity (no state) */
     bool overflow;                /* implicit: charged to the overflow account (memory bound) */
+    bool held;                    /* lockdown + ev->hold_on_lockdown: ev->qid recorded */
 };
 
 /* The account new implicit identities share once the memory store holds
@@ -101,14 +107,17 @@ struct sg_account_state {
     char note[256];               /* free text: reply time, who locked down... */
 };
 
-/* Clock for the memory backend (milliseconds; tests inject their own). */
+/* A clock in milliseconds since the epoch (tests inject their own). */
 typedef uint64_t (*sg_clock_fn)(void *ctx);
 uint64_t sg_clock_realtime_ms(void *ctx);
 
 sg_store_t *sg_store_memory_new(sg_clock_fn clock, void *clock_ctx);
 /* NULL only on bad settings (err filled); an unreachable Redis is not an
- * error here: decide() then returns SG_STORE_ERROR until it comes back. */
-sg_store_t *sg_store_redis_new(const struct sg_redis_settings *rs, char *err, size_t errlen);
+ * error here: decide() then returns SG_STORE_ERROR until it comes back.
+ * clock NULL (the daemon): time is redis TIME, one clock for all relays;
+ * else each script call is told clock(clock_ctx) as its "now" (tests). */
+sg_store_t *sg_store_redis_new(const struct sg_redis_settings *rs, sg_clock_fn clock,
+                               void *clock_ctx, char *err, size_t errlen);
 void sg_store_free(sg_store_t *st);
 const char *sg_store_name(const sg_store_t *st);
 /* Does decide() record the evidence (Redis), or ignore it (memory)? */
@@ -155,7 +164,6 @@ int sg_store_reset(sg_store_t *st, const char *account);
 
 /* Account state; a missing state reads as ok (blocked=false, ticket=-1). */
 int sg_store_state_get(sg_store_t *st, const char *account, struct sg_account_state *out);
-int sg_store_state_set(sg_store_t *st, const char *account, const struct sg_account_state *in);
 /* Compare and set: write `next` (its version field is ignored) only if the
  * stored state's version is still expect_version (0: nothing stored yet,
  * or a state written before versions existed). 1: applied, the stored

@@ -18,12 +18,12 @@ struct sg_store_ops {
                  size_t nlimits, struct sg_usage *usage);
     int (*reset)(void *be, const char *account);
     int (*state_get)(void *be, const char *account, struct sg_account_state *out);
-    int (*state_set)(void *be, const char *account, const struct sg_account_state *in);
     /* 1 applied, 0 lost (cur filled, pre-set to the missing state), -1 */
     int (*state_cas)(void *be, const char *account, uint64_t expect_version,
                      const struct sg_account_state *next, struct sg_account_state *cur);
     int (*lock)(void *be, const char *name, const char *owner, uint64_t ttl_ms);
-    int (*evidence_json)(void *be, const char *account, char **json_out);
+    /* out is empty (last_seen_ms -1) on entry; NULL: records none */
+    int (*evidence_get)(void *be, const char *account, struct sg_evidence_report *out);
     int (*held_add)(void *be, const char *account, const char *relay, const char *qid);
     int (*held_list)(void *be, const char *account, const char *relay, char ***qids, size_t *n);
     int (*held_del)(void *be, const char *account, const char *relay,
@@ -31,6 +31,12 @@ struct sg_store_ops {
     int (*flood_json)(void *be, unsigned hours, char **json_out);   /* NULL: none */
     void (*close)(void *be);
 };
+
+/* Copy src into dst (dstsize > 0) as valid UTF-8 without control
+ * characters: anything else becomes '?'. Cut at a character boundary.
+ * Returns the length written. (sg_store.c; every outside string a backend
+ * stores or reports goes through it.) */
+size_t sg_store_utf8_clean(char *dst, size_t dstsize, const char *src, size_t srclen);
 
 struct sg_store_memory;
 struct sg_store_memory *sg_store_memory_open(sg_clock_fn clock, void *clock_ctx);

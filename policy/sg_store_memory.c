@@ -520,6 +520,27 @@ static struct entry *account_entry(struct sg_store_memory *m, const char *accoun
     return e;
 }
 
+/* Record a held queue id (m->lock held). 0 or -1. */
+static int held_add_locked(struct sg_store_memory *m, const char *account, const char *qid)
+{
+    struct extra *e = extra_of(lookup(m, 'a', account, 1));
+    char **v;
+
+    if (e == NULL)
+        return -1;
+    for (size_t i = 0; i < e->nheld; i++)
+        if (strcmp(e->held[i], qid) == 0)
+            return 0;
+    v = realloc(e->held, (e->nheld + 1) * sizeof(*v));
+    if (v == NULL)
+        return -1;
+    e->held = v;
+    if ((v[e->nheld] = strdup(qid)) == NULL)
+        return -1;
+    e->nheld++;
+    return 0;
+}
+
 static int mem_decide(void *be, const char *account, const struct sg_limit *limits,
                       size_t nlimits, const struct sg_charge *c,
                       const struct sg_evidence *ev, bool charge_refused,
@@ -532,7 +553,6 @@ static int mem_decide(void *be, const char *account, const struct sg_limit *limi
     double fullest = -1.0;
     int over = 0;
 
-    (void)ev;
     pthread_mutex_lock(&m->lock);
     sweep(m, now);
     e = account_entry(m, account, c, out);
@@ -611,6 +631,10 @@ static int mem_decide(void *be, const char *account, const struct sg_limit *limi
     }
     if (!over)
         out->status = SG_STORE_OK;
+    /* held on lockdown: its queue id, under the same lock (one relay) */
+    if (out->lockdown && ev != NULL && ev->hold_on_lockdown && ev->qid != NULL &&
+        ev->qid[0] != '\0')
+        out->held = held_add_locked(m, account, ev->qid) == 0;
     pthread_mutex_unlock(&m->lock);
     return 0;
 fail:
@@ -669,22 +693,6 @@ static int mem_state_get(void *be, const char *account, struct sg_account_state 
         *out = e->x->state;
     pthread_mutex_unlock(&m->lock);
     return 0;
-}
-
-static int mem_state_set(void *be, const char *account, const struct sg_account_state *in)
-{
-    struct sg_store_memory *m = be;
-    struct extra *x;
-
-    pthread_mutex_lock(&m->lock);
-    x = extra_of(lookup(m, 'a', account, 1));
-    if (x != NULL) {
-        uint64_t v = x->state.version;
-        x->state = *in;
-        x->state.version = v + 1;
-    }
-    pthread_mutex_unlock(&m->lock);
-    return x != NULL ? 0 : -1;
 }
 
 static int mem_state_cas(void *be, const char *account, uint64_t expect_version,
@@ -746,46 +754,14 @@ static int mem_lock(void *be, const char *name, const char *owner, uint64_t ttl_
     return rc;
 }
 
-/* The memory store records no evidence (it lives in one process; status
- * and report read the shared Redis store): the same shape, empty. */
-static int mem_evidence_json(void *be, const char *account, char **json_out)
-{
-    static const char fmt[] = "{\"account\":\"\",\"last_seen\":null,\"by_ip\":{},"
-        "\"by_mailer\":{},\"by_domain\":{},\"from_mismatch\":0,\"from_mismatch_recent\":[],"
-        "\"hourly\":{},\"recent\":[]}";
-
-    (void)be;
-    (void)account;
-    *json_out = strdup(fmt);
-    return *json_out ? 0 : -1;
-}
-
 static int mem_held_add(void *be, const char *account, const char *relay, const char *qid)
 {
     struct sg_store_memory *m = be;
-    struct extra *e;
-    char **v;
-    int rc = -1;
+    int rc;
 
     (void)relay;                  /* one process, one relay */
     pthread_mutex_lock(&m->lock);
-    e = extra_of(lookup(m, 'a', account, 1));
-    if (e != NULL) {
-        for (size_t i = 0; i < e->nheld; i++)
-            if (strcmp(e->held[i], qid) == 0) {
-                rc = 0;
-                goto out;
-            }
-        v = realloc(e->held, (e->nheld + 1) * sizeof(*v));
-        if (v != NULL) {
-            e->held = v;
-            if ((v[e->nheld] = strdup(qid)) != NULL) {
-                e->nheld++;
-                rc = 0;
-            }
-        }
-    }
-out:
+    rc = held_add_locked(m, account, qid);
     pthread_mutex_unlock(&m->lock);
     return rc;
 }
@@ -843,10 +819,9 @@ const struct sg_store_ops sg_store_memory_ops = {
     .usage = mem_usage,
     .reset = mem_reset,
     .state_get = mem_state_get,
-    .state_set = mem_state_set,
     .state_cas = mem_state_cas,
     .lock = mem_lock,
-    .evidence_json = mem_evidence_json,
+    .evidence_get = NULL,         /* records none: an empty report */
     .held_add = mem_held_add,
     .held_list = mem_held_list,
     .held_del = mem_held_del,

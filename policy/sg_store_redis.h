@@ -11,8 +11,8 @@
  *  - lock(): 1 acquired or renewed (owner already held it), 0 held by
  *    another owner, -1 error. ttl_ms = 0 releases the lock if owner holds
  *    it (1 released or free, 0 held by another).
- *  - evidence_json(): 0 and a malloc'd JSON object in *json_out (free()),
- *    or -1.
+ *  - evidence_get(): the typed report of sg_store.h, built from the
+ *    replies (the store handle makes the JSON one from it).
  * The process should ignore SIGPIPE (libmilter's smfi_main does): hiredis
  * writes with write(2).
  */
@@ -23,7 +23,10 @@
 
 struct sg_store_redis;
 
+/* clock NULL: the script reads redis TIME (the daemon); else every call
+ * sends clock(clock_ctx) as the script's "now" (tests). */
 struct sg_store_redis *sg_store_redis_open(const struct sg_redis_settings *rs,
+                                           sg_clock_fn clock, void *clock_ctx,
                                            char *err, size_t errlen);
 void sg_store_redis_close(struct sg_store_redis *r);
 int sg_store_redis_decide(struct sg_store_redis *r, const char *account,
@@ -40,12 +43,10 @@ int sg_store_redis_state_get(struct sg_store_redis *r, const char *account,
 int sg_store_redis_state_cas(struct sg_store_redis *r, const char *account,
                              uint64_t expect_version, const struct sg_account_state *next,
                              struct sg_account_state *cur);
-int sg_store_redis_state_set(struct sg_store_redis *r, const char *account,
-                             const struct sg_account_state *in);
 int sg_store_redis_lock(struct sg_store_redis *r, const char *name,
                         const char *owner, uint64_t ttl_ms);
-int sg_store_redis_evidence_json(struct sg_store_redis *r, const char *account,
-                                 char **json_out);
+int sg_store_redis_evidence_get(struct sg_store_redis *r, const char *account,
+                                struct sg_evidence_report *out);
 int sg_store_redis_flood_json(struct sg_store_redis *r, unsigned hours, char **json_out);
 int sg_store_redis_held_add(struct sg_store_redis *r, const char *account, const char *relay,
                             const char *qid);
@@ -53,11 +54,5 @@ int sg_store_redis_held_list(struct sg_store_redis *r, const char *account, cons
                              char ***qids, size_t *n);
 int sg_store_redis_held_del(struct sg_store_redis *r, const char *account, const char *relay,
                             const char *const *qids, size_t n);
-
-#ifdef SG_STORE_REDIS_TESTING
-/* Tests only: pass an explicit "now" (ms) to the script instead of redis
- * TIME; now_ms < 0 goes back to TIME. Not compiled into the daemon. */
-void sg_store_redis_test_set_now(struct sg_store_redis *r, int64_t now_ms);
-#endif
 
 #endif

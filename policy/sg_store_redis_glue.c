@@ -1,6 +1,8 @@
 /*
- * sg_store_redis_glue.c - plugs the Redis backend (sg_store_redis.c) into
+ * sg_store_redis_glue.c - plugs the Redis backend (sg_store_redis*.c) into
  * the store handle's table of functions.
+ *
+ * Must not: hold any logic: each entry forwards to its typed function.
  */
 #include "sg_store_backend.h"
 #include "sg_store_redis.h"
@@ -31,11 +33,6 @@ static int r_state_get(void *be, const char *account, struct sg_account_state *o
     return sg_store_redis_state_get(be, account, out);
 }
 
-static int r_state_set(void *be, const char *account, const struct sg_account_state *in)
-{
-    return sg_store_redis_state_set(be, account, in);
-}
-
 static int r_state_cas(void *be, const char *account, uint64_t expect_version,
                        const struct sg_account_state *next, struct sg_account_state *cur)
 {
@@ -47,9 +44,9 @@ static int r_lock(void *be, const char *name, const char *owner, uint64_t ttl_ms
     return sg_store_redis_lock(be, name, owner, ttl_ms);
 }
 
-static int r_evidence_json(void *be, const char *account, char **json_out)
+static int r_evidence_get(void *be, const char *account, struct sg_evidence_report *out)
 {
-    return sg_store_redis_evidence_json(be, account, json_out);
+    return sg_store_redis_evidence_get(be, account, out);
 }
 
 static int r_held_add(void *be, const char *account, const char *relay, const char *qid)
@@ -86,10 +83,9 @@ const struct sg_store_ops sg_store_redis_ops = {
     .usage = r_usage,
     .reset = r_reset,
     .state_get = r_state_get,
-    .state_set = r_state_set,
     .state_cas = r_state_cas,
     .lock = r_lock,
-    .evidence_json = r_evidence_json,
+    .evidence_get = r_evidence_get,
     .held_add = r_held_add,
     .held_list = r_held_list,
     .held_del = r_held_del,

@@ -154,6 +154,14 @@ static void test_warn_and_allow(void **state)
     assert_true(v.warned);                                    /* over the cap, still allowed */
 }
 
+static void put_state(const char *acct, const struct sg_account_state *s)
+{
+    struct sg_account_state cur;
+
+    assert_int_equal(sg_store_state_get(st, acct, &cur), 0);
+    assert_int_equal(sg_store_state_cas(st, acct, cur.version, s, NULL), 1);
+}
+
 static void test_lockdown(void **state)
 {
     struct sg_account_state s = { 0 };
@@ -162,8 +170,8 @@ static void test_lockdown(void **state)
     (void)state;
     s.blocked = true;
     s.ticket = 7;
-    sg_store_state_set(st, "boss@example.com", &s);
-    sg_store_state_set(st, "sales@example.com", &s);
+    put_state("boss@example.com", &s);
+    put_state("sales@example.com", &s);
     fake_now += 7200000;                                      /* fresh windows */
     decide(NULL, "<boss@example.com>", 1, &v);
     assert_true(v.lockdown);
@@ -171,7 +179,7 @@ static void test_lockdown(void **state)
     decide("jdoe", NULL, 1, &v);
     assert_int_equal(v.action, SG_ACT_HOLD);                  /* the default on_block */
     s.blocked = false;
-    sg_store_state_set(st, "sales@example.com", &s);
+    put_state("sales@example.com", &s);
     fake_now += 7200000;
     decide("jdoe", NULL, 1, &v);
     assert_int_equal(v.action, SG_ACT_ACCEPT);
@@ -200,7 +208,7 @@ static void test_observe(void **state)
         assert_int_equal(v.cap, 2);
     }
     s.blocked = true;
-    sg_store_state_set(st, "trial@example.com", &s);
+    put_state("trial@example.com", &s);
     decide(NULL, "<trial@example.com>", 1, &v);
     assert_true(v.lockdown);
     assert_int_equal(v.action, SG_ACT_HOLD);

@@ -56,7 +56,7 @@ int main(int argc, char **argv)
     }
     sg_log_open("wf_race", LOG_USER, true);
     rs.port = atoi(argv[1]);
-    if ((st = sg_store_redis_new(&rs, err, sizeof(err))) == NULL) {
+    if ((st = sg_store_redis_new(&rs, NULL, NULL, err, sizeof(err))) == NULL) {
         fprintf(stderr, "wf_race: %s\n", err);
         return 1;
     }
