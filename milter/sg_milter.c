@@ -24,6 +24,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "sg_jobs.h"
 #include "sg_log.h"
 #include "sg_metrics.h"
 #include "sg_policy.h"
