@@ -148,7 +148,7 @@ static bool looks_html(const char *s, size_t n)
 /* plain - a NUL-terminated copy with LF line ends, HTML undone; *outlen. */
 static char *plain(const char *s, size_t n, size_t *outlen)
 {
-    bool html = looks_html(s, n);
+    bool html = looks_html(s, n), at_break = false;
     char *o = malloc(n + 1);
     size_t k = 0;
 
@@ -160,12 +160,19 @@ static char *plain(const char *s, size_t n, size_t *outlen)
         int kind;
         char c;
 
+        if (html && at_break && (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r')) {
+            i++;                  /* HTML: the source's layout after a break is no fold */
+            continue;
+        }
+        at_break = false;
         if (ch == '\r') {
             o[k++] = '\n';
             i += (i + 1 < n && s[i + 1] == '\n') ? 2 : 1;
         } else if (html && ch == '<' && (t = html_tag(s + i, n - i, &kind)) > 0) {
-            if (kind == 1)
+            if (kind == 1) {
                 o[k++] = '\n';
+                at_break = true;
+            }
             i += t;
         } else if (html && ch == '&' && (t = html_entity(s + i, n - i, &c)) > 0) {
             o[k++] = c;
