@@ -11,7 +11,6 @@
  */
 #include "sg_trace.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,39 +18,24 @@
 
 #include "sg_log.h"
 
-struct buf {
-    char *s;
-    size_t len, cap;
-};
-
-static void bprintf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bprintf(struct buf *b, const char *fmt, ...)
+/* The texts are written to a memory stream (open_memstream). */
+static FILE *out_open(char **s, size_t *n)
 {
-    va_list ap;
-    int n;
+    *s = NULL;
+    *n = 0;
+    return open_memstream(s, n);
+}
 
-    if (b->s == NULL)
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if (b->len + (size_t)n >= b->cap) {
-        size_t ncap = (b->cap + (size_t)n) * 2;
-        char *ns = realloc(b->s, ncap);
-        if (ns == NULL) {
-            free(b->s);
-            b->s = NULL;
-            return;
-        }
-        b->s = ns;
-        b->cap = ncap;
-        va_start(ap, fmt);
-        vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
+/* the text (the stream's buffer is only set once it is closed), NULL on error */
+static char *out_close(FILE *f, char **s)
+{
+    bool bad = ferror(f) != 0;
+
+    if (fclose(f) != 0 || bad) {
+        free(*s);
+        return NULL;
     }
-    b->len += (size_t)n;
+    return *s;
 }
 
 /* escaped for a terminal or a draft: one line, "-" when empty */
@@ -120,69 +104,72 @@ static const char *why_text(enum sg_trace_why w, bool fr)
 
 /* --- text for report -------------------------------------------------------- */
 
-static void text_finding(struct buf *b, const struct sg_trace_result *r, size_t i)
+static void text_finding(FILE *b, const struct sg_trace_result *r, size_t i)
 {
     const struct sg_trace_finding *f = &r->f[i];
     char e1[300], e2[300], e3[300], e4[600], t1[40], t2[40];
 
-    bprintf(b, "  sample %zu: ", i + 1);
+    fprintf(b, "  sample %zu: ", i + 1);
     switch (f->verdict) {
     case SG_TRACE_PASSED:
-        bprintf(b, "passed through relay %s as queue id %s at %s (matched by its %s)\n",
+        fprintf(b, "passed through relay %s as queue id %s at %s (matched by its %s)\n",
                 ESC(e1, f->msg.relay), ESC(e2, f->msg.qid), utc(t1, sizeof(t1), f->msg.t_ms),
                 f->how == SG_TRACE_BY_HOP ? "Received: header" : "Message-ID");
-        bprintf(b, "    client IP %s, login %s, mailer %s\n", ESC(e1, f->msg.ip),
+        fprintf(b, "    client IP %s, login %s, mailer %s\n", ESC(e1, f->msg.ip),
                 ESC(e2, f->msg.identity), ESC(e4, f->msg.mailer));
         if (f->others_total) {
-            bprintf(b, "    the same client IP or login in that hour: %zu other message(s)%s\n",
+            fprintf(b, "    the same client IP or login in that hour: %zu other message(s)%s\n",
                     f->others_total, f->others_total > f->nothers ? ", the first ones:" : ":");
             for (size_t k = 0; k < f->nothers; k++) {
                 const struct sg_trace_msg *o = &f->others[k];
-                bprintf(b, "      %s  qid %s  ip %s  login %s  mailer %s\n",
+                fprintf(b, "      %s  qid %s  ip %s  login %s  mailer %s\n",
                         utc(t1, sizeof(t1), o->t_ms), ESC(e1, o->qid), ESC(e2, o->ip),
                         ESC(e3, o->identity), ESC(e4, o->mailer));
             }
         }
         break;
     case SG_TRACE_NOT_OURS:
-        bprintf(b, "did not pass through any of our relays (Message-ID %s, dated %s; "
+        fprintf(b, "did not pass through any of our relays (Message-ID %s, dated %s; "
                 "records since %s)\n", ESC(e4, f->msgid), utc(t1, sizeof(t1), f->date_ms),
                 utc(t2, sizeof(t2), r->oldest_ms));
         break;
     default:
-        bprintf(b, "cannot tell: %s", why_text(f->why, false));
+        fprintf(b, "cannot tell: %s", why_text(f->why, false));
         if (f->why == SG_TRACE_WHY_NOT_RECORDED)
-            bprintf(b, " (by %s, id %s)", ESC(e1, f->hop_host), ESC(e2, f->hop_id));
+            fprintf(b, " (by %s, id %s)", ESC(e1, f->hop_host), ESC(e2, f->hop_id));
         if (f->why == SG_TRACE_WHY_OLDER || f->why == SG_TRACE_WHY_FUTURE)
-            bprintf(b, " (dated %s, records since %s)", utc(t1, sizeof(t1), f->date_ms),
+            fprintf(b, " (dated %s, records since %s)", utc(t1, sizeof(t1), f->date_ms),
                     utc(t2, sizeof(t2), r->oldest_ms));
-        bprintf(b, "\n");
+        fprintf(b, "\n");
         break;
     }
 }
 
 char *sg_trace_text(const struct sg_trace_result *r, const char *account)
 {
-    struct buf b = { malloc(1024), 0, 1024 };
-    char e[300];
+    char e[300], *s;
+    size_t n;
+    FILE *b = out_open(&s, &n);
 
+    if (b == NULL)
+        return NULL;
     if (r->n == 0) {
-        bprintf(&b, "Header sample: cannot tell: %s.\n", why_text(r->why, false));
-        return b.s;
+        fprintf(b, "Header sample: cannot tell: %s.\n", why_text(r->why, false));
+        return out_close(b, &s);
     }
-    bprintf(&b, "Header sample: %s (%zu sample%s: %zu passed through our relays, %zu did not, "
+    fprintf(b, "Header sample: %s (%zu sample%s: %zu passed through our relays, %zu did not, "
             "%zu cannot tell)\n", sg_trace_verdict_name(r->verdict), r->n, r->n == 1 ? "" : "s",
             r->npassed, r->nnot_ours, r->n - r->npassed - r->nnot_ours);
     for (size_t i = 0; i < r->n; i++)
-        text_finding(&b, r, i);
+        text_finding(b, r, i);
     if (r->npassed)
-        bprintf(&b, "  -> the client IP and login above are the machine or application to clean "
+        fprintf(b, "  -> the client IP and login above are the machine or application to clean "
                 "(antivirus, software using the account).\n");
     if (r->nnot_ours)
-        bprintf(&b, "  -> the account's password is used outside our relays: run "
+        fprintf(b, "  -> the account's password is used outside our relays: run "
                 "`sendguardctl rotate-password %s` before asking for the unblock.\n",
                 account ? sg_log_esc(e, sizeof(e), account) : "ACCOUNT");
-    return b.s;
+    return out_close(b, &s);
 }
 
 /* --- JSON ------------------------------------------------------------------- */
@@ -262,12 +249,12 @@ static const struct sg_trace_finding *first(const struct sg_trace_result *r,
     return NULL;
 }
 
-static void answer_passed(struct buf *b, const struct sg_trace_result *r, bool fr)
+static void answer_passed(FILE *b, const struct sg_trace_result *r, bool fr)
 {
     const struct sg_trace_finding *f = first(r, SG_TRACE_PASSED);
     char e1[300], e2[300], e3[300], e4[300], e5[600], t[40];
 
-    bprintf(b, fr ? "Oui. Le message de l'\u00e9chantillon d'en-t\u00eates est pass\u00e9 par "
+    fprintf(b, fr ? "Oui. Le message de l'\u00e9chantillon d'en-t\u00eates est pass\u00e9 par "
                     "notre relais %s sous l'identifiant %s le %s, depuis l'adresse IP cliente %s "
                     "(identifiant %s, logiciel d'envoi %s)."
                   : "Yes. The message of the header sample passed through our relay %s as queue "
@@ -275,11 +262,11 @@ static void answer_passed(struct buf *b, const struct sg_trace_result *r, bool f
             ESC(e1, f->msg.relay), ESC(e2, f->msg.qid), utc(t, sizeof(t), f->msg.t_ms),
             ESC(e3, f->msg.ip), ESC(e4, f->msg.identity), ESC(e5, f->msg.mailer));
     if (f->others_total)
-        bprintf(b, fr ? " Dans la m\u00eame heure, ce client ou cet identifiant a envoy\u00e9 %zu "
+        fprintf(b, fr ? " Dans la m\u00eame heure, ce client ou cet identifiant a envoy\u00e9 %zu "
                         "autre(s) message(s)."
                       : " In the same hour the same client or login sent %zu other message(s).",
                 f->others_total);
-    bprintf(b, fr ? "\nC'est le poste ou l'application \u00e0 l'origine de l'envoi ; nous avons "
+    fprintf(b, fr ? "\nC'est le poste ou l'application \u00e0 l'origine de l'envoi ; nous avons "
                     "pris les mesures suivantes : [\u00e0 compl\u00e9ter : poste analys\u00e9 par "
                     "l'antivirus, logiciel utilisant le compte corrig\u00e9, mot de passe "
                     "chang\u00e9].\n"
@@ -287,7 +274,7 @@ static void answer_passed(struct buf *b, const struct sg_trace_result *r, bool f
                     "measures: [to be completed: machine scanned for viruses, software using the "
                     "account fixed, password changed].\n");
     if (r->nnot_ours)
-        bprintf(b, fr ? "%zu autre(s) \u00e9chantillon(s) ne sont pass\u00e9s par aucun de nos "
+        fprintf(b, fr ? "%zu autre(s) \u00e9chantillon(s) ne sont pass\u00e9s par aucun de nos "
                         "relais : le mot de passe du compte est aussi utilis\u00e9 ailleurs ; nous "
                         "le changeons.\n"
                       : "%zu other sample(s) did not pass through any of our relays: the "
@@ -295,14 +282,14 @@ static void answer_passed(struct buf *b, const struct sg_trace_result *r, bool f
                 r->nnot_ours);
 }
 
-static void answer_not_ours(struct buf *b, const struct sg_trace_result *r, const char *account,
+static void answer_not_ours(FILE *b, const struct sg_trace_result *r, const char *account,
                             bool fr)
 {
     const struct sg_trace_finding *f = first(r, SG_TRACE_NOT_OURS);
     char e1[600], e2[300], t1[40], t2[40];
     const char *acc = account ? sg_log_esc(e2, sizeof(e2), account) : "ACCOUNT";
 
-    bprintf(b, fr ? "Non. Le message de l'\u00e9chantillon d'en-t\u00eates (Message-ID %s, "
+    fprintf(b, fr ? "Non. Le message de l'\u00e9chantillon d'en-t\u00eates (Message-ID %s, "
                     "dat\u00e9 du %s) n'est pass\u00e9 par aucun de nos relais : aucun de ses "
                     "en-t\u00eates Received: n'a \u00e9t\u00e9 \u00e9crit par eux, et notre "
                     "relev\u00e9 de tout ce qu'ils ont envoy\u00e9 pour ce compte depuis le %s ne "
@@ -322,18 +309,22 @@ static void answer_not_ours(struct buf *b, const struct sg_trace_result *r, cons
 
 char *sg_trace_answer(const struct sg_trace_result *r, const char *account, bool french)
 {
-    struct buf b = { malloc(1024), 0, 1024 };
+    char *s;
+    size_t n;
+    FILE *b = out_open(&s, &n);
 
+    if (b == NULL)
+        return NULL;
     if (r->verdict == SG_TRACE_PASSED && first(r, SG_TRACE_PASSED))
-        answer_passed(&b, r, french);
+        answer_passed(b, r, french);
     else if (r->verdict == SG_TRACE_NOT_OURS && first(r, SG_TRACE_NOT_OURS))
-        answer_not_ours(&b, r, account, french);
+        answer_not_ours(b, r, account, french);
     else
-        bprintf(&b, french ? "[\u00e0 compl\u00e9ter : l'\u00e9chantillon d'en-t\u00eates n'a "
+        fprintf(b, french ? "[\u00e0 compl\u00e9ter : l'\u00e9chantillon d'en-t\u00eates n'a "
                              "pas pu \u00eatre rapproch\u00e9 des relev\u00e9s de nos relais : "
                              "%s.]\n"
                            : "[to be completed: the header sample could not be traced in our "
                              "relays' records: %s.]\n",
                 why_text(r->why, french));
-    return b.s;
+    return out_close(b, &s);
 }
