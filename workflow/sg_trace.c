@@ -148,7 +148,7 @@ static bool looks_html(const char *s, size_t n)
 /* plain - a NUL-terminated copy with LF line ends, HTML undone; *outlen. */
 static char *plain(const char *s, size_t n, size_t *outlen)
 {
-    bool html = looks_html(s, n), at_break = false;
+    bool html = looks_html(s, n), at_break = false, pre = false;
     char *o = malloc(n + 1);
     size_t k = 0;
 
@@ -173,12 +173,16 @@ static char *plain(const char *s, size_t n, size_t *outlen)
                 o[k++] = '\n';
                 at_break = true;
             }
+            if (t > 4 && strncasecmp(s + i + 1, "pre", 3) == 0)
+                pre = true;       /* <pre>: its own line ends count */
+            else if (t > 5 && strncasecmp(s + i + 1, "/pre", 4) == 0)
+                pre = false;
             i += t;
         } else if (html && ch == '&' && (t = html_entity(s + i, n - i, &c)) > 0) {
             o[k++] = c;
             i += t;
         } else if (html && ch == '\n') {
-            o[k++] = ' ';         /* HTML: only tags break lines */
+            o[k++] = pre ? '\n' : ' ';   /* HTML: only tags break lines, but in <pre> */
             i++;
         } else if (ch == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] == 0xa0) {
             o[k++] = ' ';         /* UTF-8 no-break space */

@@ -236,6 +236,21 @@ static void test_parse_quoted_forms(void **state)
         free(s);
         free(b);
     }
+    {   /* HTML with the sample in <pre>: its own line ends and tabs, entities */
+        size_t n = strlen(raw) * 5 + 100, k = 0;
+        char *b = malloc(n);
+        struct sg_trace_samples *s;
+        assert_non_null(b);
+        k += (size_t)sprintf(b, "<div>Bonjour,<br>voici :</div>\n<pre>\n");
+        for (const char *c = raw; *c; c++)
+            k += (size_t)sprintf(b + k, "%s", *c == '<' ? "&lt;" : *c == '>' ? "&gt;"
+                                              : (char[2]){ *c, 0 });
+        sprintf(b + k, "</pre>\n<p>Cordialement</p>");
+        s = sg_trace_parse(b, strlen(b));
+        check_esmtpa(s);
+        free(s);
+        free(b);
+    }
     free(raw);
 }
 
