@@ -15,6 +15,7 @@
 #include "sg_trace.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -523,8 +524,7 @@ static void end_block(struct parser *p)
     if (p->last_hop_open || p->cut_mark)
         s->truncated = true;
     if (s->msgid[0] == '\0' && s->nhops == 0) {
-        p->out->unreadable++;
-        memset(s, 0, sizeof(*s));
+        p->out->unreadable++;     /* the slot is taken again by the next block */
     } else {
         p->out->n++;
     }
@@ -548,7 +548,10 @@ static void header(struct parser *p, const char *name, size_t nlen, const char *
             return;
         }
         p->cur = &p->out->s[p->out->n];
-        memset(p->cur, 0, sizeof(*p->cur));
+        /* the hops are cleared one by one as they are read (parse_received) */
+        memset(p->cur, 0, offsetof(struct sg_trace_sample, hops));
+        p->cur->nhops = 0;
+        p->cur->hops_cut = p->cur->truncated = false;
         p->cur->date_ms = -1;
     }
     s = p->cur;
@@ -676,13 +679,15 @@ static void line(struct parser *p, const char *s, size_t n)
 
 struct sg_trace_samples *sg_trace_parse(const char *body, size_t len)
 {
-    struct sg_trace_samples *out = calloc(1, sizeof(*out));
+    struct sg_trace_samples *out = malloc(sizeof(*out));   /* 90 KB: not all cleared */
     struct parser *p;
     char *txt;
     size_t n, at = 0;
 
     if (out == NULL)
         return NULL;
+    out->n = out->unreadable = 0;
+    out->more = out->input_cut = false;
     if (body == NULL)
         return out;
     if (len > SG_TRACE_INPUT_MAX) {
@@ -772,7 +777,9 @@ static void match_one(const struct sg_trace_sample *s, const struct sg_trace_loo
     const struct sg_trace_hop *ours = NULL;
     const struct sg_ev_msg *m;
 
-    memset(f, 0, sizeof(*f));
+    memset(f, 0, offsetof(struct sg_trace_finding, others));  /* the others: as kept */
+    memset((char *)f + offsetof(struct sg_trace_finding, nothers), 0,
+           sizeof(*f) - offsetof(struct sg_trace_finding, nothers));
     f->verdict = SG_TRACE_CANNOT_TELL;
     f->date_ms = sample_date(s);
     copy(f->msgid, sizeof(f->msgid), s->msgid, strlen(s->msgid));
@@ -813,7 +820,8 @@ static void match_one(const struct sg_trace_sample *s, const struct sg_trace_loo
 void sg_trace_match(const struct sg_trace_samples *s, const struct sg_trace_lookup *lk,
                     struct sg_trace_result *out)
 {
-    memset(out, 0, sizeof(*out));
+    memset(out, 0, offsetof(struct sg_trace_result, f));     /* findings: as matched */
+    out->n = out->npassed = out->nnot_ours = 0;
     out->verdict = SG_TRACE_CANNOT_TELL;
     out->oldest_ms = lk ? lk->oldest_ms : -1;
     out->now_ms = lk ? lk->now_ms : 0;

@@ -59,7 +59,7 @@ struct sg_trace_sample {
     bool truncated;               /* the sample ends cut ("...", a hop without date, the bound) */
 };
 
-struct sg_trace_samples {
+struct sg_trace_samples {        /* only s[0..n-1] and their hops[0..nhops-1] are set */
     struct sg_trace_sample s[SG_TRACE_MAX_SAMPLES];
     size_t n;
     bool more;                    /* more samples than SG_TRACE_MAX_SAMPLES */
@@ -155,7 +155,7 @@ struct sg_trace_result {
     enum sg_trace_verdict verdict;    /* PASSED if a sample passed, else NOT_OURS if one
                                        * did not, else CANNOT_TELL */
     enum sg_trace_why why;            /* CANNOT_TELL: the first sample's reason */
-    struct sg_trace_finding f[SG_TRACE_MAX_SAMPLES];
+    struct sg_trace_finding f[SG_TRACE_MAX_SAMPLES];   /* f[0..n-1], others[0..nothers-1] set */
     size_t n;
     size_t npassed, nnot_ours;
     int64_t oldest_ms, now_ms;
