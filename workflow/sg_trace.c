@@ -1,6 +1,6 @@
 /*
- * sg_trace.c - the header sample of a spam ticket: parsing it, and matching
- * it against what the relays recorded (sg_trace.h). The renderings are in
+ * sg_trace.c - the header sample of a spam ticket: parsing it (sg_trace.h).
+ * Matching it against the records is in sg_trace_match.c, the renderings in
  * sg_trace_render.c.
  *
  * The body is first made plain (CRLF, HTML tags and entities), then read
@@ -13,6 +13,7 @@
  * does), or trust a byte of the sample.
  */
 #include "sg_trace.h"
+#include "sg_trace_internal.h"
 
 #include <ctype.h>
 #include <stddef.h>
@@ -21,13 +22,11 @@
 #include <strings.h>
 
 #define HDR_MAX 4096              /* an unfolded header value, cut */
-#define DAY_MS 86400000LL
-#define SKEW_MS (10 * 60000LL)    /* clocks of the sample's hosts and ours */
 
 /* --- small helpers ------------------------------------------------------- */
 
-/* copy - n bytes of s into dst (size), cut, NUL-terminated, spaces trimmed */
-static void copy(char *dst, size_t size, const char *s, size_t n)
+/* sg_trace_copy - n bytes of s into dst (size), cut, NUL-terminated, spaces trimmed */
+void sg_trace_copy(char *dst, size_t size, const char *s, size_t n)
 {
     while (n > 0 && (*s == ' ' || *s == '\t')) {
         s++;
@@ -371,7 +370,7 @@ int64_t sg_trace_date(const char *s, size_t len)
 /* --- 3. headers ------------------------------------------------------------ */
 
 /* The Message-ID's content: inside the first <...>, spaces removed. */
-static void msgid_of(char *dst, size_t size, const char *v, size_t n)
+void sg_trace_msgid(char *dst, size_t size, const char *v, size_t n)
 {
     const char *lt = memchr(v, '<', n), *end = v + n;
     size_t k = 0;
@@ -440,12 +439,12 @@ static bool parse_received(struct sg_trace_hop *h, const char *v, size_t n)
             const char *au;
             if (cn > 21 && (au = memchr(cm, ':', cn)) != NULL && has_ci(cm, (size_t)(au - cm),
                                                                           "authenticated sender"))
-                copy(h->auth, sizeof(h->auth), au + 1, cn - (size_t)(au + 1 - cm));
+                sg_trace_copy(h->auth, sizeof(h->auth), au + 1, cn - (size_t)(au + 1 - cm));
             else if (st == R_FROM && h->ip[0] == '\0' && memchr(cm, '[', cn)) {
                 const char *lb = memchr(cm, '[', cn);
                 ip_of(h->ip, sizeof(h->ip), cm, cn);
                 if (h->from_rdns[0] == '\0')
-                    copy(h->from_rdns, sizeof(h->from_rdns), cm, (size_t)(lb - cm));
+                    sg_trace_copy(h->from_rdns, sizeof(h->from_rdns), cm, (size_t)(lb - cm));
             }
             i = j;
         } else {
@@ -467,15 +466,15 @@ static bool parse_received(struct sg_trace_hop *h, const char *v, size_t n)
             else if (ieq(w, wn, "for"))
                 st = R_FOR;
             else if (st == R_FROM && h->from[0] == '\0') {
-                copy(h->from, sizeof(h->from), w, wn);
+                sg_trace_copy(h->from, sizeof(h->from), w, wn);
                 if (w[0] == '[')
                     ip_of(h->ip, sizeof(h->ip), w, wn);
             } else if (st == R_BY && h->by[0] == '\0')
-                copy(h->by, sizeof(h->by), w, wn);
+                sg_trace_copy(h->by, sizeof(h->by), w, wn);
             else if (st == R_WITH && h->with[0] == '\0')
-                copy(h->with, sizeof(h->with), w, wn);
+                sg_trace_copy(h->with, sizeof(h->with), w, wn);
             else if (st == R_ID && h->id[0] == '\0')
-                copy(h->id, sizeof(h->id), w, wn);
+                sg_trace_copy(h->id, sizeof(h->id), w, wn);
             i = j;
         }
     }
@@ -567,21 +566,21 @@ static void header(struct parser *p, const char *name, size_t nlen, const char *
         p->last_hop_open = !parse_received(&s->hops[s->nhops++], v, vn);
         return;
     case H_MSGID:
-        msgid_of(s->msgid, sizeof(s->msgid), v, vn);
+        sg_trace_msgid(s->msgid, sizeof(s->msgid), v, vn);
         break;
     case H_DATE:
         s->date_seen = true;
         s->date_ms = sg_trace_date(v, vn);
         break;
     case H_FROM:
-        copy(s->from, sizeof(s->from), v, vn);
+        sg_trace_copy(s->from, sizeof(s->from), v, vn);
         break;
     case H_XMAILER:
-        copy(s->mailer, sizeof(s->mailer), v, vn);
+        sg_trace_copy(s->mailer, sizeof(s->mailer), v, vn);
         break;
     case H_UA:
         if (!p->seen[H_XMAILER])
-            copy(s->mailer, sizeof(s->mailer), v, vn);
+            sg_trace_copy(s->mailer, sizeof(s->mailer), v, vn);
         break;
     default:
         break;
@@ -713,204 +712,4 @@ struct sg_trace_samples *sg_trace_parse(const char *body, size_t len)
     free(txt);
     free(p);
     return out;
-}
-
-/* --- 5. matching ------------------------------------------------------------ */
-
-static void keep(struct sg_trace_msg *d, const struct sg_ev_msg *m)
-{
-#define K(f) copy(d->f, sizeof(d->f), m->f ? m->f : "", m->f ? strlen(m->f) : 0)
-    memset(d, 0, sizeof(*d));
-    d->t_ms = m->t_ms;
-    d->rcpts = m->rcpts;
-    K(qid);
-    K(ip);
-    K(identity);
-    K(mailer);
-    K(relay);
-    if (m->msgid)
-        msgid_of(d->msgid, sizeof(d->msgid), m->msgid, strlen(m->msgid));
-#undef K
-}
-
-/* The relay (record name) that wrote hop h, or NULL when none of ours. */
-static const struct sg_trace_relay *our_relay(const struct sg_trace_lookup *lk,
-                                              const struct sg_trace_hop *h)
-{
-    if (h->by[0] == '\0' || h->id[0] == '\0')
-        return NULL;
-    for (size_t i = 0; i < lk->nrelays; i++)
-        if (lk->relays[i].host && strcasecmp(lk->relays[i].host, h->by) == 0)
-            return &lk->relays[i];
-    return NULL;
-}
-
-/* The date the sample crossed the hosts: its newest dated hop, else Date:. */
-static int64_t sample_date(const struct sg_trace_sample *s)
-{
-    for (size_t i = 0; i < s->nhops; i++)
-        if (s->hops[i].t_ms >= 0)
-            return s->hops[i].t_ms;
-    return s->date_ms;
-}
-
-static void passed(struct sg_trace_finding *f, const struct sg_trace_lookup *lk,
-                   const struct sg_ev_msg *m, enum sg_trace_how how)
-{
-    const struct sg_ev_msg *o[SG_TRACE_MAX_OTHERS];
-
-    f->verdict = SG_TRACE_PASSED;
-    f->how = how;
-    keep(&f->msg, m);
-    if (lk->same_hour) {
-        size_t total = lk->same_hour(lk->ctx, m, o, SG_TRACE_MAX_OTHERS);
-        f->others_total = total;
-        for (size_t i = 0; i < total && i < SG_TRACE_MAX_OTHERS; i++)
-            if (o[i])
-                keep(&f->others[f->nothers++], o[i]);
-    }
-}
-
-static void match_one(const struct sg_trace_sample *s, const struct sg_trace_lookup *lk,
-                      struct sg_trace_finding *f)
-{
-    const struct sg_trace_hop *ours = NULL;
-    const struct sg_ev_msg *m;
-
-    memset(f, 0, offsetof(struct sg_trace_finding, others));  /* the others: as kept */
-    memset((char *)f + offsetof(struct sg_trace_finding, nothers), 0,
-           sizeof(*f) - offsetof(struct sg_trace_finding, nothers));
-    f->verdict = SG_TRACE_CANNOT_TELL;
-    f->date_ms = sample_date(s);
-    copy(f->msgid, sizeof(f->msgid), s->msgid, strlen(s->msgid));
-    for (size_t i = 0; i < s->nhops; i++) {
-        const struct sg_trace_relay *r = our_relay(lk, &s->hops[i]);
-        if (r == NULL)
-            continue;
-        if (lk->by_qid && (m = lk->by_qid(lk->ctx, r->relay ? r->relay : r->host,
-                                          s->hops[i].id)) != NULL) {
-            passed(f, lk, m, SG_TRACE_BY_HOP);
-            return;
-        }
-        if (ours == NULL)
-            ours = &s->hops[i];
-    }
-    if (s->msgid[0] && lk->by_msgid && (m = lk->by_msgid(lk->ctx, s->msgid)) != NULL) {
-        passed(f, lk, m, SG_TRACE_BY_MSGID);
-        return;
-    }
-    if (lk->oldest_ms < 0)
-        f->why = SG_TRACE_WHY_NO_RECORD;
-    else if (f->date_ms < 0)
-        f->why = SG_TRACE_WHY_UNDATED;
-    else if (f->date_ms + SKEW_MS < lk->oldest_ms)
-        f->why = SG_TRACE_WHY_OLDER;
-    else if (f->date_ms > lk->now_ms + DAY_MS)
-        f->why = SG_TRACE_WHY_FUTURE;
-    else if (ours) {
-        f->why = SG_TRACE_WHY_NOT_RECORDED;
-        copy(f->hop_host, sizeof(f->hop_host), ours->by, strlen(ours->by));
-        copy(f->hop_id, sizeof(f->hop_id), ours->id, strlen(ours->id));
-    } else if (s->msgid[0] == '\0' && s->truncated)
-        f->why = SG_TRACE_WHY_TRUNCATED;      /* our hop may be in what was cut */
-    else
-        f->verdict = SG_TRACE_NOT_OURS;
-}
-
-void sg_trace_match(const struct sg_trace_samples *s, const struct sg_trace_lookup *lk,
-                    struct sg_trace_result *out)
-{
-    memset(out, 0, offsetof(struct sg_trace_result, f));     /* findings: as matched */
-    out->n = out->npassed = out->nnot_ours = 0;
-    out->verdict = SG_TRACE_CANNOT_TELL;
-    out->oldest_ms = lk ? lk->oldest_ms : -1;
-    out->now_ms = lk ? lk->now_ms : 0;
-    if (s == NULL || s->n == 0 || lk == NULL) {
-        out->why = s && s->unreadable ? SG_TRACE_WHY_UNREADABLE : SG_TRACE_WHY_NO_SAMPLE;
-        return;
-    }
-    for (size_t i = 0; i < s->n && i < SG_TRACE_MAX_SAMPLES; i++) {
-        match_one(&s->s[i], lk, &out->f[i]);
-        out->npassed += out->f[i].verdict == SG_TRACE_PASSED;
-        out->nnot_ours += out->f[i].verdict == SG_TRACE_NOT_OURS;
-    }
-    out->n = s->n < SG_TRACE_MAX_SAMPLES ? s->n : SG_TRACE_MAX_SAMPLES;
-    if (out->npassed)
-        out->verdict = SG_TRACE_PASSED;
-    else if (out->nnot_ours)
-        out->verdict = SG_TRACE_NOT_OURS;
-    else
-        out->why = out->f[0].why;
-}
-
-/* --- 6. a lookup over an array ---------------------------------------------- */
-
-static bool same_msgid(const char *recorded, const char *msgid)
-{
-    char a[SG_TRACE_VALUE];
-
-    if (recorded == NULL)
-        return false;
-    msgid_of(a, sizeof(a), recorded, strlen(recorded));
-    return a[0] != '\0' && strcmp(a, msgid) == 0;
-}
-
-static const struct sg_ev_msg *arr_by_msgid(void *ctx, const char *msgid)
-{
-    const struct sg_trace_array *a = ctx;
-
-    for (size_t i = 0; i < a->n; i++)
-        if (same_msgid(a->v[i].msgid, msgid))
-            return &a->v[i];
-    return NULL;
-}
-
-static const struct sg_ev_msg *arr_by_qid(void *ctx, const char *relay, const char *qid)
-{
-    const struct sg_trace_array *a = ctx;
-
-    for (size_t i = 0; i < a->n; i++) {
-        const struct sg_ev_msg *m = &a->v[i];
-        if (m->qid && strcmp(m->qid, qid) == 0 &&
-            (relay == NULL || m->relay == NULL || m->relay[0] == '\0' ||
-             strcasecmp(m->relay, relay) == 0))
-            return m;
-    }
-    return NULL;
-}
-
-static bool same_str(const char *a, const char *b)
-{
-    return a && b && a[0] && strcmp(a, b) == 0;
-}
-
-static size_t arr_same_hour(void *ctx, const struct sg_ev_msg *m, const struct sg_ev_msg **out,
-                            size_t max)
-{
-    const struct sg_trace_array *a = ctx;
-    size_t n = 0;
-
-    for (size_t i = 0; i < a->n; i++) {
-        const struct sg_ev_msg *o = &a->v[i];
-        if (o == m || o->t_ms / 3600000 != m->t_ms / 3600000)
-            continue;
-        if (!same_str(o->ip, m->ip) && !same_str(o->identity, m->identity))
-            continue;
-        if (n < max)
-            out[n] = o;
-        n++;
-    }
-    return n;
-}
-
-void sg_trace_lookup_array(struct sg_trace_lookup *lk, struct sg_trace_array *arr)
-{
-    lk->ctx = arr;
-    lk->by_msgid = arr_by_msgid;
-    lk->by_qid = arr_by_qid;
-    lk->same_hour = arr_same_hour;
-    lk->oldest_ms = -1;
-    for (size_t i = 0; i < arr->n; i++)
-        if (lk->oldest_ms < 0 || arr->v[i].t_ms < lk->oldest_ms)
-            lk->oldest_ms = arr->v[i].t_ms;
 }
