@@ -55,6 +55,18 @@ static const char *utc(char *out, size_t size, int64_t ms)
     return out;
 }
 
+/* "<id>" escaped, or "none" / "aucun" */
+static const char *mid(char *out, size_t size, const char *msgid, bool fr)
+{
+    char e[600];
+
+    if (msgid[0] == '\0')
+        snprintf(out, size, "%s", fr ? "aucun" : "none");
+    else
+        snprintf(out, size, "<%s>", sg_log_escape_text(e, sizeof(e), msgid, strlen(msgid)));
+    return out;
+}
+
 const char *sg_trace_verdict_name(enum sg_trace_verdict v)
 {
     return v == SG_TRACE_PASSED ? "passed" : v == SG_TRACE_NOT_OURS ? "not_ours" : "cannot_tell";
@@ -107,7 +119,7 @@ static const char *why_text(enum sg_trace_why w, bool fr)
 static void text_finding(FILE *b, const struct sg_trace_result *r, size_t i)
 {
     const struct sg_trace_finding *f = &r->f[i];
-    char e1[300], e2[300], e3[300], e4[600], t1[40], t2[40];
+    char e1[300], e2[300], e3[300], e4[620], t1[40], t2[40];
 
     fprintf(b, "  sample %zu: ", i + 1);
     switch (f->verdict) {
@@ -130,7 +142,7 @@ static void text_finding(FILE *b, const struct sg_trace_result *r, size_t i)
         break;
     case SG_TRACE_NOT_OURS:
         fprintf(b, "did not pass through any of our relays (Message-ID %s, dated %s; "
-                "records since %s)\n", ESC(e4, f->msgid), utc(t1, sizeof(t1), f->date_ms),
+                "records since %s)\n", mid(e4, sizeof(e4), f->msgid, false), utc(t1, sizeof(t1), f->date_ms),
                 utc(t2, sizeof(t2), r->oldest_ms));
         break;
     default:
@@ -286,7 +298,7 @@ static void answer_not_ours(FILE *b, const struct sg_trace_result *r, const char
                             bool fr)
 {
     const struct sg_trace_finding *f = first(r, SG_TRACE_NOT_OURS);
-    char e1[600], e2[300], t1[40], t2[40];
+    char e1[620], e2[300], t1[40], t2[40];
     const char *acc = account ? sg_log_esc(e2, sizeof(e2), account) : "ACCOUNT";
 
     fprintf(b, fr ? "Non. Le message de l'\u00e9chantillon d'en-t\u00eates (Message-ID %s, "
@@ -303,8 +315,8 @@ static void answer_not_ours(FILE *b, const struct sg_trace_result *r, const char
                     "does not have it. The account's password is therefore used outside our "
                     "relays; we have changed it.\n[to be completed: change the password first "
                     "(sendguardctl rotate-password %s), then send this reply.]\n",
-            ESC(e1, f->msgid), utc(t1, sizeof(t1), f->date_ms), utc(t2, sizeof(t2), r->oldest_ms),
-            acc);
+            mid(e1, sizeof(e1), f->msgid, fr), utc(t1, sizeof(t1), f->date_ms),
+            utc(t2, sizeof(t2), r->oldest_ms), acc);
 }
 
 char *sg_trace_answer(const struct sg_trace_result *r, const char *account, bool french)

@@ -498,7 +498,7 @@ static void test_not_ours(void **state)
     assert_non_null(strstr(t, "did not pass through any of our relays"));
     assert_non_null(strstr(t, "sendguardctl rotate-password sales@example.com` before asking"));
     assert_true(strncmp(en, "No. ", 4) == 0);
-    assert_non_null(strstr(en, "20240115102030.4F2A1C3B7@example.com"));
+    assert_non_null(strstr(en, "(Message-ID <20240115102030.4F2A1C3B7@example.com>, dated "));
     assert_non_null(strstr(en, "password is therefore used outside our relays"));
     assert_non_null(strstr(en, "change the password first (sendguardctl rotate-password "
                                "sales@example.com)"));
