@@ -126,6 +126,7 @@ enum sg_trace_why {
     SG_TRACE_WHY_FUTURE,          /* dated more than a day after now */
     SG_TRACE_WHY_NO_RECORD,       /* nothing recorded for the account */
     SG_TRACE_WHY_NOT_RECORDED,    /* a hop of our relay, but no record of that queue id */
+    SG_TRACE_WHY_NO_RELAYS,       /* no Message-ID, and no relay host names to know our hops by */
 };
 enum sg_trace_how { SG_TRACE_BY_HOP, SG_TRACE_BY_MSGID };
 

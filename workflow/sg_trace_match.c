@@ -114,7 +114,9 @@ static void match_one(const struct sg_trace_sample *s, const struct sg_trace_loo
         f->why = SG_TRACE_WHY_NOT_RECORDED;
         sg_trace_copy(f->hop_host, sizeof(f->hop_host), ours->by, strlen(ours->by));
         sg_trace_copy(f->hop_id, sizeof(f->hop_id), ours->id, strlen(ours->id));
-    } else if (s->msgid[0] == '\0' && s->truncated)
+    } else if (s->msgid[0] == '\0' && lk->nrelays == 0)
+        f->why = SG_TRACE_WHY_NO_RELAYS;      /* the hops could not have told */
+    else if (s->msgid[0] == '\0' && s->truncated)
         f->why = SG_TRACE_WHY_TRUNCATED;      /* our hop may be in what was cut */
     else
         f->verdict = SG_TRACE_NOT_OURS;

@@ -100,6 +100,11 @@ static const struct {
                                     "but our records have no message with that queue id",
                                     "un en-t\u00eate Received: nomme l'un de nos relais, mais nos "
                                     "relev\u00e9s n'ont aucun message avec cet identifiant" },
+    [SG_TRACE_WHY_NO_RELAYS] = { "no_relays", "the sample has no Message-ID, and no host name of "
+                                 "our relays was given to recognise their Received: headers",
+                                 "l'\u00e9chantillon n'a pas de Message-ID, et aucun nom d'h\u00f4te "
+                                 "de nos relais n'a \u00e9t\u00e9 donn\u00e9 pour reconna\u00eetre "
+                                 "leurs en-t\u00eates Received:" },
 };
 
 const char *sg_trace_why_name(enum sg_trace_why w)

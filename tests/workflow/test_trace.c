@@ -593,6 +593,13 @@ static void test_truncated_and_other_reasons(void **state)
     r = trace("Bonjour, merci.\n", &lk);
     assert_int_equal(r->why, SG_TRACE_WHY_NO_SAMPLE);
     free(r);
+    /* no relay names given and no Message-ID: the hops cannot tell */
+    lk.nrelays = 0;
+    r = trace("Received: from a ([192.0.2.1]) by mx.elsewhere.example id Z1; "
+              "Wed, 2 Dec 2026 10:00:00 +0000\n", &lk);
+    assert_int_equal(r->why, SG_TRACE_WHY_NO_RELAYS);
+    free(r);
+    lk.nrelays = 2;
     /* nothing recorded for the account */
     lookup(&lk, &arr, RECS, 0);
     r = elsewhere(T0, &lk);
