@@ -57,10 +57,11 @@ class Fleet:
     retry_delay later, until `attempts` tries; then it is final. A 5xx is final."""
 
     def __init__(self, port, n, sessions, tag, sender_fn=default_sender, per_session=10,
-                 attempts=40, retry_delay=0.5, deadline=420.0, size=800):
+                 attempts=40, retry_delay=0.5, deadline=420.0, size=800, rate=None):
         self.port, self.tag = port, tag
         self.msgs = [Msg(i, sender_fn(i)) for i in range(n)]
         self.heap = [(0.0, i) for i in range(n)]
+        self.rate = rate            # messages a second at most (first tries), None: as fast as it goes
         self.lock = threading.Lock()
         self.sessions, self.per_session = sessions, per_session
         self.max_attempts, self.retry_delay = attempts, retry_delay
@@ -185,6 +186,8 @@ class Fleet:
 
     def start(self):
         self.t0 = time.monotonic()
+        if self.rate:
+            self.heap = [(self.t0 + i / self.rate, i) for i in range(len(self.msgs))]
         for _ in range(self.sessions):
             t = threading.Thread(target=self._worker, daemon=True)
             t.start()
