@@ -1,7 +1,7 @@
 /*
  * test_fuzz.c - hostile input, many times over: deterministic random and
  * mutated inputs through every parser of outside data (addresses, log
- * escaping, whole decisions, evidence JSON, ticket messages, ovh.conf, the
+ * escaping, whole decisions, evidence reports, ticket messages, ovh.conf, the
  * config file). Under ASan/UBSan (and valgrind) this is a fuzz smoke test:
  * it must never crash, and every escaped text must stay one clean line.
  */
