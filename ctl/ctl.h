@@ -34,6 +34,12 @@ int sg_ctl_report_flood(sg_conf_t *conf, int argc, char **argv); /* ctl_flood.c 
 int sg_ctl_unblock(sg_conf_t *conf, int argc, char **argv);   /* ctl_block.c */
 int sg_ctl_rotate(sg_conf_t *conf, int argc, char **argv);    /* ctl_block.c */
 int sg_ctl_suggest(sg_conf_t *conf, int argc, char **argv);   /* ctl_suggest.c */
+/* An account's evidence as the JSON object `status` prints ("account",
+ * "last_seen", "by_ip", "by_mailer", "by_domain", "from_mismatch",
+ * "from_mismatch_recent", "hourly", "recent"; see sendguardctl(8)); NULL
+ * out of memory. (ctl_evidence.c) */
+struct json_t;
+struct json_t *sg_ctl_evidence_json(const char *account, const struct sg_evidence_report *r);
 /* Finish the pending password changes (of `only`, or of every account):
  * the task done, the SASL map written; a line on `out` for each (errors on
  * stderr). 0, or 1 when one failed. (ctl_block.c; `status` calls it first.) */

@@ -77,14 +77,15 @@ static json_t *account_json(sg_store_t *st, const char *account,
     }
     json_object_set_new(o, "limits", lims);
     {
-        char *ev = NULL;
+        struct sg_evidence_report ev;
         json_t *j = NULL;
-        if (sg_store_evidence_json(st, account, &ev) == 0)
-            j = json_loads(ev, 0, NULL);
+
+        if (sg_store_evidence_get(st, account, &ev) == 0)
+            j = sg_ctl_evidence_json(account, &ev);
         else
             *err = 1;
+        sg_evidence_report_free(&ev);
         json_object_set_new(o, "evidence", j ? j : json_null());
-        free(ev);
     }
     return o;
 }

@@ -56,36 +56,27 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The hourly counts of one account out of its evidence JSON. */
+/* The hourly counts of one account out of its evidence. */
 static int load_hist(sg_store_t *st, const char *account, int days, int64_t now_hour,
                      struct hist *h)
 {
-    char *ev = NULL;
-    json_t *root, *hourly, *x;
-    const char *k;
+    struct sg_evidence_report ev;
 
     memset(h, 0, sizeof(*h));
     /* whole UTC days: the last `days` of them, today included */
     h->first_hour = (now_hour / 24 - days + 1) * 24;
     h->nhours = (int)(now_hour - h->first_hour + 1);
-    if (sg_store_evidence_json(st, account, &ev) != 0)
+    if (sg_store_evidence_get(st, account, &ev) != 0)
         return -1;
-    root = json_loads(ev, 0, NULL);
-    free(ev);
-    if (root == NULL)
-        return -1;
-    hourly = json_object_get(root, "hourly");
-    json_object_foreach(hourly, k, x) {
-        char *end;
-        long long hr = strtoll(k, &end, 10);
+    for (size_t i = 0; i < ev.nhours; i++) {
+        const struct sg_ev_hour *x = &ev.hours[i];
 
-        if (*end != '\0' || hr < h->first_hour || hr > now_hour)
+        if (x->hour < h->first_hour || x->hour > now_hour)
             continue;
-        h->msgs[hr - h->first_hour] = (uint64_t)json_integer_value(json_object_get(x, "messages")) +
-                                      (uint64_t)json_integer_value(json_object_get(x, "refused"));
-        h->rcpts[hr - h->first_hour] = (uint64_t)json_integer_value(json_object_get(x, "recipients"));
+        h->msgs[x->hour - h->first_hour] = x->messages + x->refused;
+        h->rcpts[x->hour - h->first_hour] = x->recipients;
     }
-    json_decref(root);
+    sg_evidence_report_free(&ev);
     return 0;
 }
 

@@ -11,7 +11,6 @@
 #include "sg_log.h"
 #include "sg_topk.h"
 
-#include <jansson.h>
 #include <pthread.h>
 
 #include <stdio.h>
@@ -310,87 +309,6 @@ void sg_evidence_report_free(struct sg_evidence_report *r)
     free(r->hours);
     free(r->recent);
     memset(r, 0, sizeof(*r));
-}
-
-/* --- the report as JSON (sg_store_evidence_json, until its readers move
- * to the typed report) --- */
-
-static json_t *ms_or_null(int64_t ms)
-{
-    return ms >= 0 ? json_integer(ms) : json_null();
-}
-
-static json_t *seen_json(const struct sg_ev_seen *v, size_t n, bool first)
-{
-    json_t *o = json_object();
-
-    for (size_t i = 0; i < n; i++)
-        json_object_set_new(o, v[i].value, first ?
-            json_pack("{s:I,s:o}", "count", (json_int_t)v[i].count,
-                      "first_seen", ms_or_null(v[i].first_seen_ms)) :
-            json_integer((json_int_t)v[i].count));
-    return o;
-}
-
-static char *report_json(const char *account, const struct sg_evidence_report *r)
-{
-    static const char *const act[] = { "ok", "over", "lockdown" };
-    json_t *root = json_object(), *hourly = json_object(), *mis = json_array(),
-           *recent = json_array();
-    char *out;
-
-    for (size_t i = 0; i < r->nhours; i++) {
-        char h[32];
-        snprintf(h, sizeof(h), "%lld", (long long)r->hours[i].hour);
-        json_object_set_new(hourly, h, json_pack("{s:I,s:I,s:I}",
-            "messages", (json_int_t)r->hours[i].messages,
-            "recipients", (json_int_t)r->hours[i].recipients,
-            "refused", (json_int_t)r->hours[i].refused));
-    }
-    for (size_t i = 0; i < r->nmismatches; i++) {
-        const struct sg_ev_mismatch *m = &r->mismatches[i];
-        json_array_append_new(mis, json_pack("{s:I,s:s,s:s,s:s,s:s}", "t", (json_int_t)m->t_ms,
-                                             "qid", m->qid, "identity", m->identity,
-                                             "from_domain", m->from_domain, "ip", m->ip));
-    }
-    for (size_t i = 0; i < r->nrecent; i++) {
-        const struct sg_ev_msg *m = &r->recent[i];
-        json_array_append_new(recent, json_pack(
-            "{s:I,s:s,s:s,s:s,s:I,s:I,s:s,s:s,s:s,s:s,s:b}", "t", (json_int_t)m->t_ms,
-            "qid", m->qid, "ip", m->ip, "identity", m->identity, "rcpts", (json_int_t)m->rcpts,
-            "size", (json_int_t)m->size, "msgid", m->msgid, "mailer", m->mailer,
-            "relay", m->relay, "action", act[m->action], "charged", m->charged));
-    }
-    json_object_set_new(root, "account", json_string(account));
-    json_object_set_new(root, "last_seen", ms_or_null(r->last_seen_ms));
-    json_object_set_new(root, "by_ip", seen_json(r->ips, r->nips, true));
-    json_object_set_new(root, "by_mailer", seen_json(r->mailers, r->nmailers, true));
-    json_object_set_new(root, "by_domain", seen_json(r->domains, r->ndomains, false));
-    json_object_set_new(root, "from_mismatch", json_integer((json_int_t)r->from_mismatch));
-    json_object_set_new(root, "from_mismatch_recent", mis);
-    json_object_set_new(root, "hourly", hourly);
-    json_object_set_new(root, "recent", recent);
-    out = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    return out;
-}
-
-int sg_store_evidence_json(sg_store_t *st, const char *account, char **json_out)
-{
-    struct sg_evidence_report r;
-    char *name;
-
-    *json_out = NULL;
-    if (sg_store_evidence_get(st, account, &r) != 0)
-        return -1;
-    /* the name is the caller's: any bytes; JSON wants UTF-8 */
-    if ((name = malloc(strlen(account) + 1)) != NULL) {
-        sg_store_utf8_clean(name, strlen(account) + 1, account, strlen(account));
-        *json_out = report_json(name, &r);
-    }
-    free(name);
-    sg_evidence_report_free(&r);
-    return *json_out != NULL ? 0 : -1;
 }
 
 int sg_store_flood_json(sg_store_t *st, unsigned hours, char **json_out)

@@ -183,20 +183,13 @@ int sg_store_state_cas(sg_store_t *st, const char *account, uint64_t expect_vers
  * another). owner must not be empty. */
 int sg_store_lock(sg_store_t *st, const char *name, const char *owner, uint64_t ttl_ms);
 
-/* The evidence recorded for an account, as one JSON object in a malloc'd
- * string (free() it): "account", "last_seen" (ms or null),
- * "by_ip" and "by_mailer" {value: {"count": n, "first_seen": ms|null}},
- * "by_domain" {domain: n}, "from_mismatch" n, "from_mismatch_recent"
- * [{t, qid, identity, from_domain, ip}], "hourly" {"<unix time / 3600>":
- * {"messages": n, "recipients": n, "refused": n}} (49 hours),
- * "recent" [{t, qid, ip, identity, rcpts, size, msgid, mailer, relay,
- * action: "ok"|"over"|"lockdown", charged: bool}] newest first. Times in ms
- * since the epoch. 0, or -1 on a store error. */
-int sg_store_evidence_json(sg_store_t *st, const char *account, char **json_out);
-
-/* The evidence recorded for an account, typed (what sg_store_evidence_json
- * says, without JSON): strings are malloc'd, never NULL ("" when the store
- * had nothing), already UTF-8-clean; free with sg_evidence_report_free. */
+/* The evidence recorded for an account, typed: the client IPs, mailers and
+ * recipient domains seen, the From: mismatches, the hourly counts (49
+ * hours), the recent messages. Times in ms since the epoch. Strings are
+ * malloc'd, never NULL ("" when the store had nothing), already
+ * UTF-8-clean; free with sg_evidence_report_free. Every reader in the
+ * process uses this report; JSON is made only by `sendguardctl status`
+ * (ctl/ctl_evidence.c). */
 struct sg_ev_seen {               /* a client IP, a mailer or a recipient domain */
     char *value;
     uint64_t count;

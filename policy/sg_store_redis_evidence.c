@@ -1,7 +1,7 @@
 /*
  * sg_store_redis_evidence.c - reading back what the Redis backend
- * recorded: an account's evidence (typed, and as JSON made from the typed
- * report), and the relay-wide flood summary of implicit identities, which
+ * recorded: an account's evidence (typed: struct sg_evidence_report), and
+ * the relay-wide flood summary of implicit identities (JSON), which
  * each relay adds up in memory (sg_topk) and writes every FLOOD_FLUSH_MS
  * in one pipeline of plain commands (not per message).
  *

@@ -45,30 +45,21 @@ static int cmp_seen(const void *a, const void *b)
     return x->count > y->count ? -1 : x->count < y->count;
 }
 
-static uint64_t jnum(const json_t *o, const char *k)
+/* The seen list of the report, sorted by count; flags new ones. */
+static struct sg_block_seen *seen_list(const struct sg_ev_seen *in, size_t nin, int64_t since,
+                                       size_t *n, bool *older)
 {
-    json_t *v = json_object_get(o, k);
-    return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
-}
-
-/* {name: {count, first_seen}} → sorted array; flags new ones. */
-static struct sg_block_seen *seen_list(const json_t *obj, int64_t since, size_t *n,
-                                       bool *older)
-{
-    struct sg_block_seen *v = calloc(json_object_size(obj) + 1, sizeof(*v));
-    const char *k;
-    json_t *x;
+    struct sg_block_seen *v = calloc(nin + 1, sizeof(*v));
 
     *n = 0;
     if (v == NULL)
         return NULL;
-    json_object_foreach((json_t *)obj, k, x) {
+    for (size_t i = 0; i < nin; i++) {
         struct sg_block_seen *s = &v[(*n)++];
-        json_t *fs = json_object_get(x, "first_seen");
 
-        snprintf(s->name, sizeof(s->name), "%s", k);
-        s->count = jnum(x, "count");
-        s->first_seen_ms = json_is_integer(fs) ? json_integer_value(fs) : -1;
+        snprintf(s->name, sizeof(s->name), "%s", in[i].value ? in[i].value : "");
+        s->count = in[i].count;
+        s->first_seen_ms = in[i].first_seen_ms >= 0 ? in[i].first_seen_ms : -1;
         if (s->first_seen_ms >= 0 && s->first_seen_ms < since)
             *older = true;
     }
@@ -76,20 +67,16 @@ static struct sg_block_seen *seen_list(const json_t *obj, int64_t since, size_t 
     return v;
 }
 
-int sg_block_analyse(const char *evidence_json, int64_t now_ms, int64_t since_ms,
+int sg_block_analyse(const struct sg_evidence_report *ev, int64_t now_ms, int64_t since_ms,
                      struct sg_block_facts *f, char *err, size_t errlen)
 {
-    json_error_t je;
-    json_t *root = json_loads(evidence_json ? evidence_json : "", 0, &je), *hourly, *dom, *x;
-    int64_t now_hour = now_ms / HOUR_MS, h;
+    int64_t now_hour = now_ms / HOUR_MS;
     uint64_t before[64];
     size_t nbefore = 0;
-    const char *k;
 
     memset(f, 0, sizeof(*f));
-    if (!json_is_object(root)) {
-        snprintf(err, errlen, "evidence is not a JSON object: %s", je.text);
-        json_decref(root);
+    if (ev == NULL) {
+        snprintf(err, errlen, "no evidence");
         return -1;
     }
     /* A period that starts after now (a `since` beyond now, or one that
@@ -103,21 +90,20 @@ int sg_block_analyse(const char *evidence_json, int64_t now_ms, int64_t since_ms
         f->first_hour = now_hour - SG_BLOCK_HOURS + 1;
     f->nhours = (size_t)(now_hour - f->first_hour + 1);    /* 1..SG_BLOCK_HOURS */
 
-    hourly = json_object_get(root, "hourly");
-    json_object_foreach(hourly, k, x) {
-        char *end;
-        h = strtoll(k, &end, 10);
-        if (*end != '\0')
-            continue;
-        if (h >= f->first_hour && h <= now_hour) {
-            size_t i = (size_t)(h - f->first_hour);
-            f->msgs[i] = jnum(x, "messages");
-            f->rcpts[i] = jnum(x, "recipients");
-            f->refused[i] = jnum(x, "refused");
+    for (size_t j = 0; j < ev->nhours; j++) {
+        const struct sg_ev_hour *x = &ev->hours[j];
+
+        if (x->hour >= f->first_hour && x->hour <= now_hour) {
+            size_t i = (size_t)(x->hour - f->first_hour);
+            f->period_msgs -= f->msgs[i];         /* an hour given twice: the last wins */
+            f->period_rcpts -= f->rcpts[i];
+            f->msgs[i] = x->messages;
+            f->rcpts[i] = x->recipients;
+            f->refused[i] = x->refused;
             f->period_msgs += f->msgs[i];
             f->period_rcpts += f->rcpts[i];
-        } else if (h < f->first_hour && jnum(x, "messages") > 0 && nbefore < 64) {
-            before[nbefore++] = jnum(x, "messages");
+        } else if (x->hour < f->first_hour && x->messages > 0 && nbefore < 64) {
+            before[nbefore++] = x->messages;
             f->have_baseline = true;
         }
     }
@@ -149,8 +135,8 @@ int sg_block_analyse(const char *evidence_json, int64_t now_ms, int64_t since_ms
                 f->spike_msgs += f->msgs[i];
         }
     }
-    f->ips = seen_list(json_object_get(root, "by_ip"), since_ms, &f->nips, &f->have_baseline);
-    f->mailers = seen_list(json_object_get(root, "by_mailer"), since_ms, &f->nmailers,
+    f->ips = seen_list(ev->ips, ev->nips, since_ms, &f->nips, &f->have_baseline);
+    f->mailers = seen_list(ev->mailers, ev->nmailers, since_ms, &f->nmailers,
                            &f->have_baseline);
     for (size_t i = 0; f->have_baseline && i < f->nips; i++)
         if ((f->ips[i].is_new = f->ips[i].first_seen_ms >= since_ms))
@@ -158,9 +144,8 @@ int sg_block_analyse(const char *evidence_json, int64_t now_ms, int64_t since_ms
     for (size_t i = 0; f->have_baseline && i < f->nmailers; i++)
         if ((f->mailers[i].is_new = f->mailers[i].first_seen_ms >= since_ms))
             f->new_mailers++;
-    dom = json_object_get(root, "by_domain");
-    json_object_foreach(dom, k, x) {
-        uint64_t c = json_is_integer(x) ? (uint64_t)json_integer_value(x) : 0;
+    for (size_t j = 0; j < ev->ndomains; j++) {
+        uint64_t c = ev->domains[j].count;
         size_t pos = f->ntop;
         while (pos > 0 && f->top_domain_count[pos - 1] < c)
             pos--;
@@ -170,13 +155,13 @@ int sg_block_analyse(const char *evidence_json, int64_t now_ms, int64_t since_ms
                 (size_t)(4 - pos) * sizeof(f->top_domains[0]));
         memmove(&f->top_domain_count[pos + 1], &f->top_domain_count[pos],
                 (size_t)(4 - pos) * sizeof(f->top_domain_count[0]));
-        snprintf(f->top_domains[pos], sizeof(f->top_domains[pos]), "%s", k);
+        snprintf(f->top_domains[pos], sizeof(f->top_domains[pos]), "%s",
+                 ev->domains[j].value ? ev->domains[j].value : "");
         f->top_domain_count[pos] = c;
         if (f->ntop < 5)
             f->ntop++;
     }
-    f->from_mismatch = jnum(root, "from_mismatch");
-    json_decref(root);
+    f->from_mismatch = ev->from_mismatch;
     if (f->ips == NULL || f->mailers == NULL) {
         snprintf(err, errlen, "out of memory");
         sg_block_facts_free(f);
@@ -424,13 +409,16 @@ int sg_block_password(char *out, size_t len)
 void sg_block_summary(struct sg_store *st, const char *account, int64_t now_ms,
                       char *buf, size_t size)
 {
+    struct sg_evidence_report ev;
     struct sg_block_facts f;
-    char *ev = NULL, err[128], ip[140], mua[140];
+    char err[128], ip[140], mua[140];
+    int rc;
 
-    if (sg_store_evidence_json(st, account, &ev) != 0 ||
-        sg_block_analyse(ev, now_ms, now_ms - 24 * HOUR_MS, &f, err, sizeof(err)) != 0) {
+    if ((rc = sg_store_evidence_get(st, account, &ev)) == 0)
+        rc = sg_block_analyse(&ev, now_ms, now_ms - 24 * HOUR_MS, &f, err, sizeof(err));
+    sg_evidence_report_free(&ev);
+    if (rc != 0) {
         snprintf(buf, size, "evidence=unavailable");
-        free(ev);
         return;
     }
     snprintf(buf, size, "messages_24h=%llu recipients_24h=%llu new_ips=%zu new_mailers=%zu "
@@ -440,7 +428,6 @@ void sg_block_summary(struct sg_store *st, const char *account, int64_t now_ms,
              sg_log_esc(ip, sizeof(ip), f.nips ? f.ips[0].name : NULL),
              sg_log_esc(mua, sizeof(mua), f.nmailers ? f.mailers[0].name : NULL));
     sg_block_facts_free(&f);
-    free(ev);
 }
 
 int sg_block_alert(const struct sg_settings *s, struct sg_store *st, const char *account,

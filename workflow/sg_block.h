@@ -48,9 +48,11 @@ struct sg_block_facts {
     uint64_t from_mismatch;
 };
 
-/* Facts from the store's evidence JSON (sg_store_evidence_json). 0 or -1
- * (bad JSON: err says why). Free with sg_block_facts_free. */
-int sg_block_analyse(const char *evidence_json, int64_t now_ms, int64_t since_ms,
+/* Facts from the store's evidence (sg_store_evidence_get) over the period
+ * [since_ms, now_ms] (a since_ms after now_ms is the empty period [now,
+ * now]; at most the last SG_BLOCK_HOURS hours are shown). 0 or -1 (no
+ * report, out of memory: err says why). Free with sg_block_facts_free. */
+int sg_block_analyse(const struct sg_evidence_report *ev, int64_t now_ms, int64_t since_ms,
                      struct sg_block_facts *f, char *err, size_t errlen);
 void sg_block_facts_free(struct sg_block_facts *f);
 

@@ -114,7 +114,8 @@ static int gather(sg_ovh_t *c, sg_store_t *st, const struct sg_account *a, int64
 {
     struct sg_ovh_status status;
     struct sg_ovh_err err;
-    char *ev = NULL, why[128];
+    struct sg_evidence_report ev;
+    char why[128];
     int rc = 0;
 
     memset(bc, 0, sizeof(*bc));
@@ -122,9 +123,9 @@ static int gather(sg_ovh_t *c, sg_store_t *st, const struct sg_account *a, int64
     bc->ticket_number = -1;
     bc->suspicious = -1;
     sg_store_state_get(st, a->address, &bc->state);
-    bc->evidence_ok = sg_store_evidence_json(st, a->address, &ev) == 0 &&
-                      sg_block_analyse(ev, now_ms, since_ms, &bc->facts, why, sizeof(why)) == 0;
-    free(ev);
+    bc->evidence_ok = sg_store_evidence_get(st, a->address, &ev) == 0 &&
+                      sg_block_analyse(&ev, now_ms, since_ms, &bc->facts, why, sizeof(why)) == 0;
+    sg_evidence_report_free(&ev);
     bc->redir_readable = a->offer == SG_OFFER_EXCHANGE || a->offer == SG_OFFER_MXPLAN_LEGACY;
     if (c == NULL) {
         snprintf(bc->api_error, sizeof(bc->api_error), "no API client");

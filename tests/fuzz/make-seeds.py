@@ -137,39 +137,37 @@ def write(target, name, data):
         f.write(data if isinstance(data, bytes) else data.encode())
 
 
-# fuzz_evidence: the store's evidence JSON (policy/sg_store_redis.c shape)
-# around the target's now (2026-01-01T00:00Z), and OVHcloud's ticket texts.
+# fuzz_evidence: the store's evidence report in the target's line format
+# (fuzz_evidence.c) around the target's now (2026-01-01T00:00Z), and
+# OVHcloud's ticket texts.
 NOW = 1767225600000
 H = 3600000
 
 
 def evidence(spike, days=2):
     now_hour = NOW // H
-    hourly = {str(h): {"messages": 300 if spike and h == now_hour - 1 else 5,
-                       "recipients": 9, "refused": 0}
-              for h in range(now_hour - days * 24 + 1, now_hour + 1)}
-    ev = {"account": "sales@example.com", "last_seen": NOW - 60000,
-          "by_ip": {"192.0.2.10": {"count": 240, "first_seen": NOW - 40 * H}},
-          "by_mailer": {"Microsoft Outlook 16.0": {"count": 240, "first_seen": NOW - 40 * H}},
-          "by_domain": {"gmail.com": 50, "example.org": 400, "yahoo.fr": 7},
-          "from_mismatch": 300 if spike else 0, "from_mismatch_recent": [],
-          "hourly": hourly, "recent": []}
+    lines = ["l %d" % (NOW - 60000)]
+    lines += ["h %d %d 9 0" % (h, 300 if spike and h == now_hour - 1 else 5)
+              for h in range(now_hour - days * 24 + 1, now_hour + 1)]
+    lines += ["i 240 %d 192.0.2.10" % (NOW - 40 * H),
+              "m 240 %d Microsoft Outlook 16.0" % (NOW - 40 * H),
+              "d 50 gmail.com", "d 400 example.org", "d 7 yahoo.fr",
+              "x %d" % (300 if spike else 0)]
     if spike:
-        ev["by_ip"]["203.0.113.66"] = {"count": 300, "first_seen": NOW - 2 * H + 60000}
-        ev["by_mailer"]["PHPMailer 5.2.9 (https://github.com/PHPMailer/PHPMailer)"] = {
-            "count": 300, "first_seen": NOW - 2 * H + 60000}
-        ev["from_mismatch_recent"] = ["sales@example.com -> ceo@evil.example"]
-        ev["recent"] = [{"t": NOW - 3 * 60000, "action": "hold", "charged": True,
-                         "ip": "203.0.113.66", "rcpts": 40, "bytes": 5120}]
-    return json.dumps(ev, separators=(",", ":"))
+        lines += ["i 300 %d 203.0.113.66" % (NOW - 2 * H + 60000),
+                  "m 300 %d PHPMailer 5.2.9 (https://github.com/PHPMailer/PHPMailer)"
+                  % (NOW - 2 * H + 60000)]
+    return "\n".join(lines) + "\n"
 
 
 write("evidence", "quiet", bytes([1]) + evidence(False).encode())
 write("evidence", "spike-fr", bytes([0x04 | 0x08 | 0x10]) + evidence(True).encode())
 write("evidence", "spike-legacy", bytes([3 | 0x20]) + evidence(True, 1).encode())
-write("evidence", "empty-store", bytes([0]) + (
-    b'{"account":"","last_seen":null,"by_ip":{},"by_mailer":{},"by_domain":{},'
-    b'"from_mismatch":0,"from_mismatch_recent":[],"hourly":{},"recent":[]}'))
+write("evidence", "empty-store", bytes([0]) + b"l -1\nx 0\n")
+write("evidence", "far-hours", bytes([2]) + (
+    "h %d 7 9 1\nh -1 18446744073709551615 1 1\nh 9223372036854775807 3 3 3\n"
+    "i 5 -1 \ni 18446744073709551615 9223372036854775807 198.51.100.7\n"
+    "m 1 -9223372036854775808 x\nd 0 \n" % (NOW // H - 60)).encode())
 for lang in ("en", "fr"):
     st.language = lang
     body = standin.spam_message(lang, "sales@example.com", "pro1", 312, st.date())

@@ -17,8 +17,8 @@
 #include "sg_block.h"
 
 #define H 3600000LL
-static const char *ev = "{\"hourly\":{\"480000\":{\"messages\":7,\"recipients\":9}},"
-                        "\"by_ip\":{},\"by_mailer\":{},\"by_domain\":{}}";
+static struct sg_ev_hour hour = { 480000, 7, 9, 0 };
+static const struct sg_evidence_report ev = { .last_seen_ms = -1, .hours = &hour, .nhours = 1 };
 
 static void check(int64_t now, int64_t since, size_t want_hours)
 {
@@ -26,10 +26,13 @@ static void check(int64_t now, int64_t since, size_t want_hours)
     char err[128];
     char spark[SG_BLOCK_HOURS * 4 + 1];
 
-    assert_int_equal(sg_block_analyse(ev, now, since, &f, err, sizeof(err)), 0);
+    assert_int_equal(sg_block_analyse(&ev, now, since, &f, err, sizeof(err)), 0);
     assert_true(f.nhours >= 1 && f.nhours <= SG_BLOCK_HOURS);
     assert_int_equal(f.nhours, want_hours);
     assert_true(f.since_ms <= f.now_ms);
+    /* hour 480000, now's hour, is the last one shown: its 7 messages */
+    assert_int_equal(f.msgs[f.nhours - 1], 7);
+    assert_int_equal(f.period_msgs, 7);
     sg_block_spark(f.msgs, f.nhours, spark, sizeof(spark));
     sg_block_facts_free(&f);
 }

@@ -1114,6 +1114,20 @@ class Relays(h.ScratchTestCase):
         self.assertEqual(lim["hourly"]["messages"], {"used": n_acc, "cap": 10}, o)
         self.assertEqual(lim["hourly"]["recipients"], {"used": 2 * n_acc, "cap": 30}, o)
         self.assertEqual(lim["hourly"]["distinct_recipients"], {"used": 2, "cap": 50}, o)
+        # the evidence, made from the store's typed report: the documented shape
+        ev = o["evidence"]
+        self.assertEqual(sorted(ev), sorted(["account", "last_seen", "by_ip", "by_mailer", "by_domain",
+                                             "from_mismatch", "from_mismatch_recent", "hourly",
+                                             "recent"]), ev)
+        self.assertEqual(ev["account"], ACCOUNT)
+        self.assertIsInstance(ev["last_seen"], int)
+        self.assertTrue(ev["by_ip"] and all(sorted(v) == ["count", "first_seen"]
+                                            for v in ev["by_ip"].values()), ev)
+        self.assertEqual(ev["by_domain"], {"example.net": len(sent), "example.org": len(sent)}, ev)
+        self.assertEqual(sum(x["messages"] for x in ev["hourly"].values()), n_acc, ev)
+        self.assertTrue(all(sorted(x) == ["messages", "recipients", "refused"]
+                            for x in ev["hourly"].values()), ev)
+        self.assertEqual({m["action"] for m in ev["recent"]} - {"ok", "over"}, set(), ev)
         # an identity of the account resolves to it; the other config's view is the same
         self.assertEqual(self.status_json(conf, "app@shop.example"), o)
         self.assertEqual(self.status_json(relays[1].sg.config_path, ACCOUNT)["limits"], o["limits"])

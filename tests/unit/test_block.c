@@ -18,39 +18,36 @@
 #define H 3600000LL
 static const int64_t NOW = 1764230400000LL + 30 * 60000;   /* some hour + 30 min */
 
+static struct sg_ev_seen seen(const char *name, uint64_t count, int64_t first)
+{
+    return (struct sg_ev_seen){ strdup(name), count, first };
+}
+
 /* 48 h of evidence: 5 messages an hour from a known IP and mailer, then
  * (when spike) 300 messages in the last hour but one from a new IP. */
-static char *evidence(int spike)
+static void evidence(int spike, struct sg_evidence_report *r)
 {
-    json_t *root = json_object(), *hourly = json_object();
     int64_t now_hour = NOW / H;
-    char k[32], *s;
 
-    for (int64_t h = now_hour - 47; h <= now_hour; h++) {
-        snprintf(k, sizeof(k), "%lld", (long long)h);
-        json_object_set_new(hourly, k, json_pack("{s:I,s:I,s:I}", "messages", (json_int_t)
-                            (spike && h == now_hour - 1 ? 300 : 5), "recipients", (json_int_t)9,
-                            "refused", (json_int_t)0));
-    }
-    json_object_set_new(root, "hourly", hourly);
-    json_object_set_new(root, "by_ip", json_pack("{s:{s:I,s:I}}", "192.0.2.10", "count",
-                        (json_int_t)240, "first_seen", (json_int_t)(NOW - 40 * H)));
-    json_object_set_new(root, "by_mailer", json_pack("{s:{s:I,s:I}}", "Outlook 16", "count",
-                        (json_int_t)240, "first_seen", (json_int_t)(NOW - 40 * H)));
+    memset(r, 0, sizeof(*r));
+    r->last_seen_ms = NOW - 60000;
+    r->hours = calloc(48, sizeof(*r->hours));
+    for (int64_t h = now_hour - 47; h <= now_hour; h++)
+        r->hours[r->nhours++] = (struct sg_ev_hour){ h, spike && h == now_hour - 1 ? 300 : 5,
+                                                     9, 0 };
+    r->ips = calloc(2, sizeof(*r->ips));
+    r->mailers = calloc(2, sizeof(*r->mailers));
+    r->ips[r->nips++] = seen("192.0.2.10", 240, NOW - 40 * H);
+    r->mailers[r->nmailers++] = seen("Outlook 16", 240, NOW - 40 * H);
     if (spike) {
-        json_object_set_new(json_object_get(root, "by_ip"), "203.0.113.66",
-                            json_pack("{s:I,s:I}", "count", (json_int_t)300, "first_seen",
-                                      (json_int_t)(NOW - 2 * H + 60000)));
-        json_object_set_new(json_object_get(root, "by_mailer"), "PHPMailer 5.2",
-                            json_pack("{s:I,s:I}", "count", (json_int_t)300, "first_seen",
-                                      (json_int_t)(NOW - 2 * H + 60000)));
+        r->ips[r->nips++] = seen("203.0.113.66", 300, NOW - 2 * H + 60000);
+        r->mailers[r->nmailers++] = seen("PHPMailer 5.2", 300, NOW - 2 * H + 60000);
     }
-    json_object_set_new(root, "by_domain", json_pack("{s:I,s:I,s:I}", "gmail.com", (json_int_t)50,
-                        "example.org", (json_int_t)400, "yahoo.fr", (json_int_t)7));
-    json_object_set_new(root, "from_mismatch", json_integer(spike ? 300 : 0));
-    s = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    return s;
+    r->domains = calloc(3, sizeof(*r->domains));
+    r->domains[r->ndomains++] = seen("gmail.com", 50, -1);
+    r->domains[r->ndomains++] = seen("example.org", 400, -1);
+    r->domains[r->ndomains++] = seen("yahoo.fr", 7, -1);
+    r->from_mismatch = spike ? 300 : 0;
 }
 
 static const struct sg_account ACCT = { .address = "sales@example.com",
@@ -58,13 +55,15 @@ static const struct sg_account ACCT = { .address = "sales@example.com",
 
 static void test_spike_and_new_ip(void **state)
 {
-    char *ev = evidence(1), err[128], spark[256];
+    struct sg_evidence_report ev;
+    char err[128], spark[256];
     struct sg_block_facts f;
     struct sg_block_ticket_info t = { 1234567, 312, false };
     char *draft;
 
     (void)state;
-    assert_int_equal(sg_block_analyse(ev, NOW, NOW - 24 * H, &f, err, sizeof(err)), 0);
+    evidence(1, &ev);
+    assert_int_equal(sg_block_analyse(&ev, NOW, NOW - 24 * H, &f, err, sizeof(err)), 0);
     assert_true(f.have_baseline);
     assert_true(f.spike);
     assert_int_equal(f.spike_msgs, 300);
@@ -76,6 +75,12 @@ static void test_spike_and_new_ip(void **state)
     assert_false(f.ips[1].is_new);
     assert_string_equal(f.top_domains[0], "example.org");
     assert_int_equal(f.top_domain_count[0], 400);
+    assert_string_equal(f.top_domains[1], "gmail.com");
+    assert_int_equal(f.ntop, 3);
+    assert_int_equal(f.nhours, 25);                          /* since 24 h ago, this hour too */
+    assert_int_equal(f.period_msgs, 24 * 5 + 300);
+    assert_int_equal(f.period_rcpts, 25 * 9);
+    assert_int_equal(f.from_mismatch, 300);
     assert_false(sg_block_looks_legitimate(&f));
     sg_block_spark(f.msgs, f.nhours, spark, sizeof(spark));
     assert_non_null(strstr(spark, "\u2588"));                 /* the spike is the full bar */
@@ -91,18 +96,20 @@ static void test_spike_and_new_ip(void **state)
     assert_non_null(strstr(draft, "300 message(s) whose From:"));
     free(draft);
     sg_block_facts_free(&f);
-    free(ev);
+    sg_evidence_report_free(&ev);
 }
 
 static void test_quiet_account_is_legitimate(void **state)
 {
-    char *ev = evidence(0), err[128], *draft;
+    struct sg_evidence_report ev;
+    char err[128], *draft;
     struct sg_block_facts f;
     struct sg_block_ticket_info t = { 99, -1, true };
     const char *redir[] = { "archive@example.net" };
 
     (void)state;
-    assert_int_equal(sg_block_analyse(ev, NOW, NOW - 24 * H, &f, err, sizeof(err)), 0);
+    evidence(0, &ev);
+    assert_int_equal(sg_block_analyse(&ev, NOW, NOW - 24 * H, &f, err, sizeof(err)), 0);
     assert_false(f.spike);
     assert_int_equal(f.new_ips, 0);
     assert_true(sg_block_looks_legitimate(&f));
@@ -115,19 +122,22 @@ static void test_quiet_account_is_legitimate(void **state)
     assert_non_null(strstr(draft, "aucune redirection"));
     free(draft);
     sg_block_facts_free(&f);
-    free(ev);
-    assert_int_equal(sg_block_analyse("not json", NOW, NOW - H, &f, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "not a JSON object"));
+    sg_evidence_report_free(&ev);
+    assert_int_equal(sg_block_analyse(NULL, NOW, NOW - H, &f, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "no evidence"));
 }
 
 static void test_no_traffic_is_not_us(void **state)
 {
+    struct sg_evidence_report ev = { .last_seen_ms = -1 };     /* what the store gives */
     struct sg_block_facts f;
     struct sg_block_ticket_info t = { 5, 40, false };
     char err[64], *draft;
 
     (void)state;
-    assert_int_equal(sg_block_analyse("{}", NOW, NOW - 24 * H, &f, err, sizeof(err)), 0);
+    assert_int_equal(sg_block_analyse(&ev, NOW, NOW - 24 * H, &f, err, sizeof(err)), 0);
+    assert_int_equal(f.nips, 0);
+    assert_int_equal(f.period_msgs, 0);
     assert_false(sg_block_looks_legitimate(&f));   /* OVHcloud saw spam we never relayed */
     draft = sg_block_draft(&ACCT, &f, &t, NULL, 0, true);
     assert_non_null(strstr(draft, "\nNo. "));

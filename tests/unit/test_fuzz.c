@@ -1,7 +1,7 @@
 /*
  * test_fuzz.c - hostile input, many times over: deterministic random and
  * mutated inputs through every parser of outside data (addresses, log
- * escaping, whole decisions, evidence JSON, ticket messages, ovh.conf, the
+ * escaping, whole decisions, evidence reports, ticket messages, ovh.conf, the
  * config file). Under ASan/UBSan (and valgrind) this is a fuzz smoke test:
  * it must never crash, and every escaped text must stay one clean line.
  */
@@ -168,39 +168,75 @@ static void test_whole_decisions(void **state)
     sg_store_free(st);
 }
 
+/* A random value among the ones that break arithmetic. */
+static int64_t edge(int64_t near)
+{
+    static const int64_t e[] = { 0, -1, 1, INT64_MAX, INT64_MIN, INT64_MAX / 2 };
+
+    return rnd() % 3 ? near + (int64_t)(rnd() % 200) - 100 : e[rnd() % 6];
+}
+
+/* A random evidence report around now_hour (strings mutated from names). */
+static void random_report(int64_t now_hour, struct sg_evidence_report *r)
+{
+    static const char *const names[] = { "192.0.2.1", "x", "a.b", "Outlook 16", "" };
+    char buf[512];
+
+    memset(r, 0, sizeof(*r));
+    r->last_seen_ms = edge(now_hour * 3600000LL);
+    r->nhours = rnd() % 60;
+    r->hours = calloc(r->nhours + 1, sizeof(*r->hours));
+    for (size_t i = 0; i < r->nhours; i++)
+        r->hours[i] = (struct sg_ev_hour){ edge(now_hour), (uint64_t)edge(5),
+                                           (uint64_t)edge(9), (uint64_t)edge(0) };
+    r->nips = rnd() % 6;
+    r->nmailers = rnd() % 6;
+    r->ndomains = rnd() % 9;
+    r->ips = calloc(r->nips + 1, sizeof(*r->ips));
+    r->mailers = calloc(r->nmailers + 1, sizeof(*r->mailers));
+    r->domains = calloc(r->ndomains + 1, sizeof(*r->domains));
+    for (size_t i = 0; i < r->nips + r->nmailers + r->ndomains; i++) {
+        struct sg_ev_seen *v = i < r->nips ? &r->ips[i] :
+                               i < r->nips + r->nmailers ? &r->mailers[i - r->nips] :
+                               &r->domains[i - r->nips - r->nmailers];
+
+        mutate(names[rnd() % 5], buf, sizeof(buf));
+        *v = (struct sg_ev_seen){ strdup(buf), (uint64_t)edge(3),
+                                  edge(now_hour * 3600000LL) };
+    }
+    r->from_mismatch = (uint64_t)edge(1);
+}
+
 static void test_evidence_and_ticket_text(void **state)
 {
-    static const char sample[] =
-        "{\"hourly\":{\"491000\":{\"messages\":5,\"recipients\":9,\"refused\":0}},"
-        "\"by_ip\":{\"192.0.2.1\":{\"count\":3,\"first_seen\":1700000000000}},"
-        "\"by_mailer\":{\"x\":{\"count\":1,\"first_seen\":null}},\"by_domain\":{\"a.b\":2},"
-        "\"from_mismatch\":1,\"recent\":[]}";
     static const char ticket[] =
         "Dear Customer,\nWe have currently detected 312 suspicious message(s).\n"
         "Sample of the headers of the e-mails sent:\n\nReceived: from [203.0.113.45]\n"
         "From: <sales@example.com>\n";
+    const int64_t now = 1767225600000LL;
     char buf[4096], err[128];
 
     (void)state;
     for (int i = 0; i < 5000; i++) {
+        struct sg_evidence_report rep;
         struct sg_block_facts f;
         struct sg_ovh_message m = { .id = 1, .from = "support", .date = "x" };
         struct sg_ovh_evidence ev;
+        char spark[SG_BLOCK_HOURS * 4 + 1];
+        struct sg_account a = { .address = "a@example.com", .offer = SG_OFFER_EMAILPRO };
+        struct sg_block_ticket_info t = { 1, -1, rnd() % 2 == 0 };
+        char *d;
 
-        mutate(rnd() % 8 ? sample : "{}", buf, sizeof(buf));
-        if (sg_block_analyse(buf, 1767225600000LL, 1767225600000LL - 86400000LL, &f, err,
-                             sizeof(err)) == 0) {
-            char spark[SG_BLOCK_HOURS * 4 + 1];
-            struct sg_account a = { .address = "a@example.com", .offer = SG_OFFER_EMAILPRO };
-            struct sg_block_ticket_info t = { 1, -1, rnd() % 2 == 0 };
-            char *d;
-
-            sg_block_spark(f.msgs, f.nhours, spark, sizeof(spark));
-            d = sg_block_draft(&a, &f, &t, NULL, 0, false);
-            assert_non_null(d);
-            free(d);
-            sg_block_facts_free(&f);
-        }
+        random_report(now / 3600000LL, &rep);
+        assert_int_equal(sg_block_analyse(&rep, now, now - 86400000LL, &f, err, sizeof(err)), 0);
+        sg_evidence_report_free(&rep);
+        assert_true(f.nhours <= SG_BLOCK_HOURS && f.ntop <= 5 && f.new_ips <= f.nips &&
+                    f.new_mailers <= f.nmailers);
+        sg_block_spark(f.msgs, f.nhours, spark, sizeof(spark));
+        d = sg_block_draft(&a, &f, &t, NULL, 0, false);
+        assert_non_null(d);
+        free(d);
+        sg_block_facts_free(&f);
         mutate(ticket, buf, sizeof(buf));
         m.body = buf;
         sg_ovh_ticket_evidence(&m, 1, &ev);
