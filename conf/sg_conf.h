@@ -77,6 +77,7 @@ struct sg_redis_settings {
     const char *sentinel_master;  /* NULL unless sentinel mode */
     const char *const *sentinels; /* "host:port" */
     size_t nsentinels;
+    int trace_max;                /* messages in an account's trace index; 0 = 50,000 */
 };
 
 struct sg_settings {

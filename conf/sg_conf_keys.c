@@ -262,6 +262,7 @@ static const struct key redis_keys[] = {      /* base: struct sg_redis_settings 
     { KEY("command_timeout_ms", K_INT, R(command_timeout_ms)), .min = 1, .max = 60000,
       .idef = 200 },
     { KEY("pool_size", K_INT, R(pool_size)), .min = 1, .max = 1024, .idef = 8 },
+    { KEY("trace_max", K_INT, R(trace_max)), .min = 100, .max = 10000000, .idef = 50000 },
     { KEY("sentinel", K_GROUP, 0), .sub = sentinel_keys },
     END
 };

@@ -28,6 +28,7 @@
 #include "sg_log.h"
 #include "sg_ovh.h"
 #include "sg_policy.h"
+#include "sg_trace.h"
 #include "sg_workflow.h"
 
 #define H_MS 3600000LL
@@ -237,6 +238,7 @@ static json_t *case_json(const struct sg_block_case *bc, const char *draft)
     }
     json_object_set_new(o, "redirections", redir);
     json_object_set_new(o, "looks_legitimate", json_boolean(sg_block_looks_legitimate(f)));
+    json_object_set_new(o, "trace", bc->trace ? sg_trace_json(bc->trace) : json_null());
     json_object_set_new(o, "draft", draft ? json_string(draft) : json_null());
     return o;
 }
@@ -254,6 +256,22 @@ static void print_seen(const char *title, const struct sg_block_seen *v, size_t 
                sg_log_escape_text(esc, sizeof(esc), v[i].name, strlen(v[i].name)),
                v[i].is_new ? "NEW" : "", (unsigned long long)v[i].count, when);
     }
+}
+
+/* The ticket's header sample traced to the message (issue 18). */
+static void print_trace(const struct sg_block_case *bc)
+{
+    char *t;
+
+    if (bc->trace == NULL || (t = sg_trace_text(bc->trace, bc->a->address)) == NULL)
+        return;
+    printf("\nThe ticket's header sample:\n");
+    for (const char *p = t; *p;) {
+        size_t len = strcspn(p, "\n");
+        printf("  %.*s\n", (int)len, p);
+        p += len + (p[len] == '\n');
+    }
+    free(t);
 }
 
 static void print_case(const struct sg_block_case *bc, const char *draft)
@@ -316,6 +334,7 @@ static void print_case(const struct sg_block_case *bc, const char *draft)
             p += len + (p[len] == '\n');
         }
     }
+    print_trace(bc);
     printf("\nRedirections: ");
     if (!bc->redir_readable)
         printf("could not be read through the API for this offer\n");

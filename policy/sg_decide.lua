@@ -31,7 +31,8 @@
 --   1 state  2 meta  3 ev:ip  4 ev:ipfirst  5 ev:mua  6 ev:muafirst
 --   7 ev:dom  8 ev:fromx  9 ev:recent  10 ev:hour
 --   then per limit i (1-based): 10+3i-2 window hash, 10+3i-1 distinct
---   zset, 10+3i warn marker; last (10+3L+1) the relay's held set
+--   zset, 10+3i warn marker; 10+3L+1 the relay's held set; then the
+--   trace index (issue 18): 10+3L+2 ev:msg, 10+3L+3 ev:mid, 10+3L+4 ev:t
 -- decide: ARGV
 --   1 "decide"  2 now|""  3 charge_refused 0|1  4 account name
 --   5 evidence ttl ms  6 recent list length  7 max fields per evidence hash
@@ -45,7 +46,11 @@
 --   "identity":..,"rcpts":..,"size":..,"msgid":..,"mailer":..,"relay":..
 --   (the values above, ip and mailer "(none)" when empty); then
 --   hold_on_lockdown 0|1, held ttl ms: with 1 and the lockdown flag on,
---   qid goes into the held set (what sg_store_held_add does, in this call)
+--   qid goes into the held set (what sg_store_held_add does, in this call);
+--   then the trace index: trace_max (0 = none), keep ms (7 days), ttl ms,
+--   the Message-ID's digest ("" none), and the record's middle as
+--   tab-separated text: qid ip login msgid mailer relay rcpts size
+--   (tabs and newlines cleaned by the C side). See trace_index().
 -- decide returns {status 0 ok|1 over, limit (0-based), unit (0-based),
 --   used, cap, retry_after_ms, warn_mask, lockdown 0|1, now, 0, held 0|1}
 --
@@ -282,6 +287,50 @@ local function hold_qid(lockdown, key, flag, qid, ttl)
     return 1
 end
 
+-- The trace index of an account (issue 18): which message a ticket's
+-- header sample is, for the whole evidence period.
+--   ev:msg  hash "relay|qid" -> "t\tqid\tip\tlogin\tmsgid\tmailer\trelay\t
+--           rcpts\tsize\taction\tdigest"
+--   ev:mid  hash digest of the normalised Message-ID -> "relay|qid"
+--   ev:t    zset "relay|qid" scored by t (its oldest member: where the
+--           record starts)
+-- Each call drops at most TRACE_TRIM entries older than `keep` and, over
+-- trace_max, as many of the oldest: the work per message is bounded.
+local TRACE_TRIM = 8
+local function trace_drop(kmsg, kmid, kt, f)
+    local rec = redis.call('HGET', kmsg, f)
+    redis.call('ZREM', kt, f)
+    if rec then
+        redis.call('HDEL', kmsg, f)
+        local dig = string.match(rec, '\t([^\t]*)$')
+        if dig and dig ~= '' and redis.call('HGET', kmid, dig) == f then
+            redis.call('HDEL', kmid, dig)
+        end
+    end
+end
+
+local function trace_index(kmsg, kmid, kt, now, field, a, action)
+    local tmax, keep, ttl = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
+    local dig, mid = ARGV[a + 3], ARGV[a + 4]
+    if tmax == nil or tmax <= 0 then return end
+    redis.call('HSET', kmsg, field, I(now) .. '\t' .. mid .. '\t' .. action .. '\t' .. dig)
+    if dig ~= '' then redis.call('HSET', kmid, dig, field) end
+    redis.call('ZADD', kt, I(now), field)
+    local old = redis.call('ZRANGEBYSCORE', kt, '-inf', '(' .. I(now - keep),
+                           'LIMIT', 0, TRACE_TRIM)
+    for _, f in ipairs(old) do trace_drop(kmsg, kmid, kt, f) end
+    local over = redis.call('ZCARD', kt) - tmax
+    if over > 0 then
+        if over > TRACE_TRIM then over = TRACE_TRIM end
+        for _, f in ipairs(redis.call('ZRANGE', kt, 0, over - 1)) do
+            trace_drop(kmsg, kmid, kt, f)
+        end
+    end
+    redis.call('PEXPIRE', kmsg, ttl)
+    redis.call('PEXPIRE', kmid, ttl)
+    redis.call('PEXPIRE', kt, ttl)
+end
+
 local function decide()
     local now = now_ms()
     local charge_refused = ARGV[3] == '1'
@@ -461,6 +510,11 @@ local function decide()
         end
         if #old > 0 then redis.call('HDEL', KEYS[10], unpack(old)) end
         redis.call('PEXPIRE', KEYS[10], I(HIST_HOURS * HOUR))
+    end
+
+    if qid ~= '' then
+        trace_index(KEYS[10 + 3 * L + 2], KEYS[10 + 3 * L + 3], KEYS[10 + 3 * L + 4], now,
+                    relay .. '|' .. qid, dbase + D + 4, action)
     end
 
     local held = hold_qid(lockdown, KEYS[10 + 3 * L + 1], ARGV[dbase + D + 2], qid,

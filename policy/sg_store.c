@@ -311,6 +311,66 @@ void sg_evidence_report_free(struct sg_evidence_report *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* --- the trace index --- */
+
+void sg_ev_msg_clear(struct sg_ev_msg *m)
+{
+    if (m == NULL)
+        return;
+    free(m->qid);
+    free(m->ip);
+    free(m->identity);
+    free(m->msgid);
+    free(m->mailer);
+    free(m->relay);
+    memset(m, 0, sizeof(*m));
+}
+
+void sg_ev_msgv_free(struct sg_ev_msg *v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++)
+        sg_ev_msg_clear(&v[i]);
+    free(v);
+}
+
+int sg_store_trace_by_msgid(sg_store_t *st, const char *account, const char *msgid,
+                            struct sg_ev_msg *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (account == NULL || msgid == NULL)
+        return -1;
+    return st->ops->trace_by_msgid ? st->ops->trace_by_msgid(st->be, account, msgid, out) : 0;
+}
+
+int sg_store_trace_by_qid(sg_store_t *st, const char *account, const char *relay,
+                          const char *qid, struct sg_ev_msg *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (account == NULL || relay == NULL || qid == NULL)
+        return -1;
+    if (qid[0] == '\0' || st->ops->trace_by_qid == NULL)
+        return 0;
+    return st->ops->trace_by_qid(st->be, account, relay, qid, out);
+}
+
+int sg_store_trace_same_hour(sg_store_t *st, const char *account, const struct sg_ev_msg *m,
+                             struct sg_ev_msg **v, size_t *n)
+{
+    *v = NULL;
+    *n = 0;
+    if (account == NULL || m == NULL)
+        return -1;
+    return st->ops->trace_same_hour ? st->ops->trace_same_hour(st->be, account, m, v, n) : 0;
+}
+
+int sg_store_trace_oldest(sg_store_t *st, const char *account, int64_t *oldest_ms)
+{
+    *oldest_ms = -1;
+    if (account == NULL)
+        return -1;
+    return st->ops->trace_oldest ? st->ops->trace_oldest(st->be, account, oldest_ms) : 0;
+}
+
 int sg_store_flood_json(sg_store_t *st, unsigned hours, char **json_out)
 {
     *json_out = NULL;

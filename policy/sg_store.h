@@ -228,6 +228,33 @@ struct sg_evidence_report {
  * report. */
 int sg_store_evidence_get(sg_store_t *st, const char *account, struct sg_evidence_report *out);
 void sg_evidence_report_free(struct sg_evidence_report *r);
+/* Free one record's strings (the struct itself is the caller's). */
+void sg_ev_msg_clear(struct sg_ev_msg *m);
+
+/* The trace index (issue 18): every message an account sent through any
+ * relay in the last 7 days (store.redis.trace_max at most, 50,000 by
+ * default; the oldest go first), written by decide in its own round trip,
+ * so that a ticket's header sample can be traced to the message.
+ * The memory store records none: each lookup says "nothing recorded"
+ * (0, and oldest -1), and sg_trace then concludes "cannot tell".
+ * by_msgid: the Message-ID as in a header (its content inside <...>,
+ * spaces removed, is what counts: sg_trace's rule). by_qid: relay is
+ * the relay's name as recorded (relay_name), qid the queue id Postfix
+ * gave. Both: 1 found (out filled, sg_ev_msg_clear it), 0 none, -1 store
+ * error. */
+int sg_store_trace_by_msgid(sg_store_t *st, const char *account, const char *msgid,
+                            struct sg_ev_msg *out);
+int sg_store_trace_by_qid(sg_store_t *st, const char *account, const char *relay,
+                          const char *qid, struct sg_ev_msg *out);
+/* The other messages of m's client IP or login in the clock hour of
+ * m->t_ms (at most 2,000 read), m itself left out: *v malloc'd (free with
+ * sg_ev_msgv_free), *n of them. 0 or -1. */
+int sg_store_trace_same_hour(sg_store_t *st, const char *account, const struct sg_ev_msg *m,
+                             struct sg_ev_msg **v, size_t *n);
+void sg_ev_msgv_free(struct sg_ev_msg *v, size_t n);
+/* Where the account's index starts (its oldest record), -1 when it holds
+ * nothing. 0 or -1. */
+int sg_store_trace_oldest(sg_store_t *st, const char *account, int64_t *oldest_ms);
 
 /* Mail held because the account is locked down, by relay: the queue ids a
  * relay must release (release_command) once the account is unblocked.

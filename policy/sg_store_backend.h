@@ -29,6 +29,14 @@ struct sg_store_ops {
     int (*held_del)(void *be, const char *account, const char *relay,
                     const char *const *qids, size_t n);
     int (*flood_json)(void *be, unsigned hours, char **json_out);   /* NULL: none */
+    /* the trace index (sg_store_trace_*); NULL: records none */
+    int (*trace_by_msgid)(void *be, const char *account, const char *msgid,
+                          struct sg_ev_msg *out);
+    int (*trace_by_qid)(void *be, const char *account, const char *relay, const char *qid,
+                        struct sg_ev_msg *out);
+    int (*trace_same_hour)(void *be, const char *account, const struct sg_ev_msg *m,
+                           struct sg_ev_msg **v, size_t *n);
+    int (*trace_oldest)(void *be, const char *account, int64_t *oldest_ms);
     void (*close)(void *be);
 };
 

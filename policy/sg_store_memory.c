@@ -822,6 +822,11 @@ const struct sg_store_ops sg_store_memory_ops = {
     .state_cas = mem_state_cas,
     .lock = mem_lock,
     .evidence_get = NULL,         /* records none: an empty report */
+    /* no trace index either: every lookup says "nothing recorded" */
+    .trace_by_msgid = NULL,
+    .trace_by_qid = NULL,
+    .trace_same_hour = NULL,
+    .trace_oldest = NULL,
     .held_add = mem_held_add,
     .held_list = mem_held_list,
     .held_del = mem_held_del,

@@ -198,7 +198,7 @@ int sg_store_redis_decide(struct sg_store_redis *r, const char *account,
         return decide_implicit(r, account, limits, nlimits, charge, ev, charge_refused, out);
     sgr_account_tag(tag, account);
 
-    sgr_args_eval_head(a, r, DECIDE_FIXED_KEYS + 3 * nlimits + 1);
+    sgr_args_eval_head(a, r, DECIDE_FIXED_KEYS + 3 * nlimits + 1 + TRACE_KEYS);
     for (size_t i = 0; i < DECIDE_FIXED_KEYS; i++)
         sgr_args_key(a, r, tag, fixed[i], NULL, 0);
     for (size_t i = 0; i < nlimits; i++) {
@@ -208,6 +208,9 @@ int sg_store_redis_decide(struct sg_store_redis *r, const char *account,
         sgr_args_key(a, r, tag, "warn:", name, limits[i].window_ms);
     }
     args_held_key(a, r, tag, ev->relay);
+    sgr_args_key(a, r, tag, "ev:msg", NULL, 0);
+    sgr_args_key(a, r, tag, "ev:mid", NULL, 0);
+    sgr_args_key(a, r, tag, "ev:t", NULL, 0);
     sgr_args_addz(a, "decide");
     sgr_args_now(a, r);
     sgr_args_addz(a, charge_refused ? "1" : "0");
@@ -250,6 +253,8 @@ int sg_store_redis_decide(struct sg_store_redis *r, const char *account,
         sgr_args_clean(a, ev->rcpt_domains[i], 255);
     sgr_args_recent(a, &at, charge->units[SG_UNIT_RECIPIENTS], charge->units[SG_UNIT_BYTES]);
     args_hold(a, ev, false);
+    sgr_args_trace(a, r, &at, ev->msgid, charge->units[SG_UNIT_RECIPIENTS],
+                   charge->units[SG_UNIT_BYTES]);
 
     if (a->oom) {
         sgr_args_free(a);

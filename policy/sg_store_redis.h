@@ -54,5 +54,13 @@ int sg_store_redis_held_list(struct sg_store_redis *r, const char *account, cons
                              char ***qids, size_t *n);
 int sg_store_redis_held_del(struct sg_store_redis *r, const char *account, const char *relay,
                             const char *const *qids, size_t n);
+int sg_store_redis_trace_by_msgid(struct sg_store_redis *r, const char *account,
+                                  const char *msgid, struct sg_ev_msg *out);
+int sg_store_redis_trace_by_qid(struct sg_store_redis *r, const char *account,
+                                const char *relay, const char *qid, struct sg_ev_msg *out);
+int sg_store_redis_trace_same_hour(struct sg_store_redis *r, const char *account,
+                                   const struct sg_ev_msg *m, struct sg_ev_msg **v, size_t *n);
+int sg_store_redis_trace_oldest(struct sg_store_redis *r, const char *account,
+                                int64_t *oldest_ms);
 
 #endif

@@ -8,6 +8,7 @@
  */
 #include "sg_store_redis_int.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <openssl/sha.h>
 #include <stdarg.h>
@@ -243,3 +244,68 @@ uint64_t sgr_rep_u64(const redisReply *e)
     return 0;
 }
 
+
+void sgr_msgid_digest(char out[TRACE_DIGEST_HEX + 1], const char *msgid)
+{
+    const char *v = msgid ? msgid : "", *end = v + strlen(v), *lt = strchr(v, '<');
+    char norm[1024], hex[41];
+    size_t k = 0;
+
+    if (lt != NULL) {
+        const char *gt = strchr(lt, '>');
+        v = lt + 1;
+        end = gt ? gt : end;
+    }
+    for (; v < end && k + 1 < sizeof(norm); v++)
+        if (!isspace((unsigned char)*v) && *v != '<' && *v != '>')
+            norm[k++] = *v;
+    out[0] = '\0';
+    if (k == 0)
+        return;
+    sgr_sha1_hex(hex, norm, k);
+    memcpy(out, hex, TRACE_DIGEST_HEX);
+    out[TRACE_DIGEST_HEX] = '\0';
+}
+
+/* An argument already cleaned (no control character, so no tab), cut at a
+ * UTF-8 boundary to max bytes. */
+static size_t trace_field(char *dst, const struct args *a, size_t i, size_t max)
+{
+    size_t n = a->len[i];
+
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)a->v[i][n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(dst, a->v[i], n);
+    dst[n] = '\t';
+    return n + 1;
+}
+
+void sgr_args_trace(struct args *a, const struct sg_store_redis *r, const struct recent_at *at,
+                    const char *msgid, uint64_t rcpts, uint64_t size)
+{
+    char dig[TRACE_DIGEST_HEX + 1], *p;
+    size_t cap = 64, o = 0;
+
+    if (a->oom)
+        return;
+    sgr_args_u64(a, r->trace_max);
+    sgr_args_u64(a, EV_TTL_MS);
+    sgr_args_u64(a, TRACE_TTL_MS);
+    sgr_msgid_digest(dig, msgid);
+    sgr_args_fmt(a, "%s", dig);     /* copied: dig is on the stack */
+    cap += a->len[at->qid] + a->len[at->ip] + a->len[at->identity] + a->len[at->mailer] +
+           a->len[at->msgid] + a->len[at->relay] + 8;
+    if ((p = sgr_args_alloc(a, cap)) == NULL)
+        return;
+    o += trace_field(p + o, a, at->qid, 64);
+    o += trace_field(p + o, a, at->ip, 64);
+    o += trace_field(p + o, a, at->identity, EV_STR_MAX);
+    o += trace_field(p + o, a, at->msgid, TRACE_MSGID_MAX);
+    o += trace_field(p + o, a, at->mailer, TRACE_MAILER_MAX);
+    o += trace_field(p + o, a, at->relay, EV_STR_MAX);
+    o += (size_t)sprintf(p + o, "%" PRIu64 "\t%" PRIu64, rcpts, size);
+    sgr_args_add(a, p, o);
+}

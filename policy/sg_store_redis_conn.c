@@ -582,6 +582,7 @@ struct sg_store_redis *sg_store_redis_open(const struct sg_redis_settings *rs,
     r->connect_ms = rs->connect_timeout_ms > 0 ? rs->connect_timeout_ms : 200;
     r->command_ms = rs->command_timeout_ms > 0 ? rs->command_timeout_ms : 200;
     r->pool_max = rs->pool_size > 0 ? (size_t)rs->pool_size : 8;
+    r->trace_max = rs->trace_max > 0 ? (uint64_t)rs->trace_max : TRACE_DEFAULT_MAX;
     r->idle = calloc(r->pool_max, sizeof(*r->idle));
     r->idle_gen = calloc(r->pool_max, sizeof(*r->idle_gen));
     if (r->host == NULL || r->prefix == NULL || r->idle == NULL || r->idle_gen == NULL ||

@@ -71,6 +71,29 @@ static int r_flood_json(void *be, unsigned hours, char **json_out)
     return sg_store_redis_flood_json(be, hours, json_out);
 }
 
+static int r_trace_by_msgid(void *be, const char *account, const char *msgid,
+                            struct sg_ev_msg *out)
+{
+    return sg_store_redis_trace_by_msgid(be, account, msgid, out);
+}
+
+static int r_trace_by_qid(void *be, const char *account, const char *relay, const char *qid,
+                          struct sg_ev_msg *out)
+{
+    return sg_store_redis_trace_by_qid(be, account, relay, qid, out);
+}
+
+static int r_trace_same_hour(void *be, const char *account, const struct sg_ev_msg *m,
+                             struct sg_ev_msg **v, size_t *n)
+{
+    return sg_store_redis_trace_same_hour(be, account, m, v, n);
+}
+
+static int r_trace_oldest(void *be, const char *account, int64_t *oldest_ms)
+{
+    return sg_store_redis_trace_oldest(be, account, oldest_ms);
+}
+
 static void r_close(void *be)
 {
     sg_store_redis_close(be);
@@ -90,5 +113,9 @@ const struct sg_store_ops sg_store_redis_ops = {
     .held_list = r_held_list,
     .held_del = r_held_del,
     .flood_json = r_flood_json,
+    .trace_by_msgid = r_trace_by_msgid,
+    .trace_by_qid = r_trace_by_qid,
+    .trace_same_hour = r_trace_same_hour,
+    .trace_oldest = r_trace_oldest,
     .close = r_close,
 };

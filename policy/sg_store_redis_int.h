@@ -25,6 +25,11 @@
  *   P{H}:ev:ip, :ev:ipfirst, :ev:mua, :ev:muafirst, :ev:dom, :ev:fromx,
  *   :ev:recent, :ev:hour        evidence (7 days; hour: 15 days, per-hour counts)
  *   P{H}:held:<relay>           set: queue ids held on lockdown (30 days)
+ *   P{H}:ev:msg, :ev:mid, :ev:t the trace index (issue 18): "relay|qid" ->
+ *                               the message's record; Message-ID digest ->
+ *                               "relay|qid"; "relay|qid" by time. Written by
+ *                               decide, bounded by trace_max, 7 days + 1 h
+ *                               (sg_decide.lua, trace_index)
  *   P lock:<name>               leader locks (sg_store_redis_lock)
  * An implicit identity (no configured account matches it) has ONE key:
  *   P{H}:i                      hash: every limit's windows, fields only
@@ -65,6 +70,12 @@
 #define FLOOD_FLUSH_MS 10000
 #define EVICT_CHECK_MS 60000
 #define HELD_TTL_MS (30ULL * 86400000ULL)
+#define TRACE_KEYS 3              /* ev:msg, ev:mid, ev:t (decide's last keys) */
+#define TRACE_TTL_MS (EV_TTL_MS + 3600000ULL)
+#define TRACE_DEFAULT_MAX 50000   /* messages indexed per account */
+#define TRACE_DIGEST_HEX 20       /* hex digits kept of a Message-ID's SHA-1 */
+#define TRACE_MSGID_MAX 250       /* bytes of a Message-ID kept in the record */
+#define TRACE_MAILER_MAX 120
 
 /* What a job on one connection came to. */
 enum job_rc {
@@ -110,6 +121,7 @@ struct sg_store_redis {
     long long evicted;            /* evicted_keys at the last check, -1 = unknown */
     bool evict_checking;
     bool policy_warned;
+    uint64_t trace_max;           /* store.redis.trace_max: messages indexed per account */
     /* the flood summary not yet written (guarded by mu) */
     struct flood_agg {
         uint64_t hour, messages, fresh;
@@ -175,6 +187,13 @@ void sgr_account_tag(char tag[41], const char *account);
 void sgr_args_eval_head(struct args *a, const struct sg_store_redis *r, size_t nkeys);
 void sgr_args_now(struct args *a, const struct sg_store_redis *r);
 uint64_t sgr_rep_u64(const redisReply *e);
+/* The trace index's Message-ID digest: SHA-1 of its content (sg_trace's
+ * rule: inside the first <...>, spaces and <> removed), the first
+ * TRACE_DIGEST_HEX hex digits; "" for none. */
+void sgr_msgid_digest(char out[TRACE_DIGEST_HEX + 1], const char *msgid);
+/* decide's trace arguments: trace_max, keep, ttl, digest, the record. */
+void sgr_args_trace(struct args *a, const struct sg_store_redis *r, const struct recent_at *at,
+                    const char *msgid, uint64_t rcpts, uint64_t size);
 
 /* --- sg_store_redis_evidence.c --- */
 void sgr_flood_flush(struct sg_store_redis *r, bool force);

@@ -103,6 +103,8 @@ int sg_block_alert(const struct sg_settings *s, struct sg_store *st, const char 
 
 struct sg_ovh;                    /* sg_ovh.h */
 
+struct sg_trace_result;            /* sg_trace.h */
+
 /* Everything the report and the unblock need about one account. */
 struct sg_block_case {
     const struct sg_account *a;
@@ -127,6 +129,8 @@ struct sg_block_case {
     bool evidence_ok;
     struct sg_block_facts facts;
     bool french;                          /* the ticket is in French */
+    struct sg_trace_result *trace;        /* the ticket's sample traced (sg_trace.h),
+                                           * malloc'd; NULL: no ticket message */
 };
 
 /* Gather the case: API status, ticket and its messages, redirections, the
@@ -149,7 +153,10 @@ void sg_block_auto_reply(struct sg_ovh *c, struct sg_store *st, const struct sg_
                          const struct sg_account *a, const struct sg_ovh_status *status,
                          const struct sg_ovh_ticket *t, int64_t now_ms);
 
-/* The draft reply for a gathered case (malloc'd). */
+/* The draft reply for a gathered case (malloc'd): question 1 answered
+ * from the trace of the ticket's sample when it concludes (passed through
+ * a relay, or not ours), the volume-based text kept beside a "cannot
+ * tell". */
 char *sg_block_case_draft(const struct sg_block_case *bc);
 
 /* Unblock: Exchange, Email Pro, MX Plan new: post text on the ticket;

@@ -113,6 +113,21 @@ struct sg_trace_array {
 };
 void sg_trace_lookup_array(struct sg_trace_lookup *lk, struct sg_trace_array *arr);
 
+/* A lookup backed by the store's trace index (sg_store_trace_*;
+ * sg_trace_store.c): relay_names are the relays' names as recorded
+ * (relay_name); each is known in a Received: hop by a "by" host that is the
+ * name, or the name and a domain (s: the samples, to find those hosts).
+ * Fills lk; the handle keeps the records lk returns (free it after
+ * sg_trace_match). NULL when out of memory. */
+struct sg_trace_store;
+struct sg_trace_store *sg_trace_store_new(sg_store_t *st, const char *account,
+                                          const char *const *relay_names, size_t nnames,
+                                          const struct sg_trace_samples *s, int64_t now_ms,
+                                          struct sg_trace_lookup *lk);
+/* A lookup failed (a store error): the store could not say. */
+bool sg_trace_store_failed(const struct sg_trace_store *ts);
+void sg_trace_store_free(struct sg_trace_store *ts);
+
 /* --- the conclusion ------------------------------------------------------ */
 
 enum sg_trace_verdict { SG_TRACE_PASSED, SG_TRACE_NOT_OURS, SG_TRACE_CANNOT_TELL };
@@ -169,6 +184,15 @@ void sg_trace_match(const struct sg_trace_samples *s, const struct sg_trace_look
 
 const char *sg_trace_verdict_name(enum sg_trace_verdict v);    /* "passed", "not_ours", "cannot_tell" */
 const char *sg_trace_why_name(enum sg_trace_why w);            /* "older", ... ("" none) */
+
+/* The whole trace for the block workflow: parse `text` (a ticket message's
+ * body or its header sample; NULL: none), match it through the store. A
+ * store error makes what is not PASSED a CANNOT_TELL (NO_RECORD). The
+ * memory store records nothing: CANNOT_TELL, NO_RECORD. malloc'd (free()),
+ * NULL when out of memory. */
+struct sg_trace_result *sg_trace_run(sg_store_t *st, const char *account,
+                                     const char *const *relay_names, size_t nnames,
+                                     const char *text, int64_t now_ms);
 
 /* --- renderings (malloc'd; NULL only when out of memory) ----------------- */
 

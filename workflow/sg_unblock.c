@@ -37,6 +37,7 @@
 #include "sg_run.h"
 #include "sg_saslmap.h"
 #include "sg_store.h"
+#include "sg_trace.h"
 #include "sg_workflow.h"
 
 #define PASSWORD_LEN 20
@@ -106,6 +107,41 @@ static void gather_ticket(sg_ovh_t *c, struct sg_block_case *bc, const struct sg
     sg_ovh_messages_free(m, n);
 }
 
+/* gather_trace - the ticket's header sample traced through the store's
+ * trace index (issue 18): the first support message's body, else the
+ * sample sg_ovh_ticket_evidence cut from the messages. Our relays: the
+ * relay names the account's recent records carry. */
+static void gather_trace(sg_store_t *st, struct sg_block_case *bc, int64_t now_ms)
+{
+    struct sg_evidence_report rep;
+    const char *names[32];
+    size_t nnames = 0;
+    bool have = sg_store_evidence_get(st, bc->a->address, &rep) == 0;
+
+    if (bc->ticket_message == NULL && bc->header_sample == NULL) {
+        if (have)
+            sg_evidence_report_free(&rep);
+        return;
+    }
+    for (size_t i = 0; have && i < rep.nrecent && nnames < 32; i++) {
+        const char *r = rep.recent[i].relay;
+        bool dup = r == NULL || r[0] == '\0';
+        for (size_t k = 0; k < nnames && !dup; k++)
+            dup = strcmp(names[k], r) == 0;
+        if (!dup)
+            names[nnames++] = r;
+    }
+    bc->trace = sg_trace_run(st, bc->a->address, names, nnames,
+                             bc->ticket_message ? bc->ticket_message : bc->header_sample,
+                             now_ms);
+    if (bc->trace != NULL && bc->trace->n == 0 && bc->ticket_message && bc->header_sample) {
+        free(bc->trace);
+        bc->trace = sg_trace_run(st, bc->a->address, names, nnames, bc->header_sample, now_ms);
+    }
+    if (have)
+        sg_evidence_report_free(&rep);
+}
+
 /* gather - the case; status and t: what the caller already read from the
  * API (NULL: read it here). */
 static int gather(sg_ovh_t *c, sg_store_t *st, const struct sg_account *a, int64_t now_ms,
@@ -143,6 +179,7 @@ static int gather(sg_ovh_t *c, sg_store_t *st, const struct sg_account *a, int64
         snprintf(bc->api_state, sizeof(bc->api_state), "%s", status.state);
         if (status.blocked || status.ticket >= 0)
             gather_ticket(c, bc, t);
+        gather_trace(st, bc, now_ms);
     }
     if (bc->redir_readable && sg_ovh_redirections(c, a, &bc->redir, &bc->nredir, &err) != 0) {
         bc->redir_readable = false;       /* say so in the draft rather than guess */
@@ -163,10 +200,46 @@ void sg_block_case_free(struct sg_block_case *bc)
     free(bc->ticket_message);
     free(bc->support_latest);
     free(bc->header_sample);
+    free(bc->trace);
     sg_ovh_strv_free(bc->redir, bc->nredir);
     if (bc->evidence_ok)
         sg_block_facts_free(&bc->facts);
     memset(bc, 0, sizeof(*bc));
+}
+
+/* The draft with question 1 answered from the trace: a PASSED or NOT_OURS
+ * answer replaces the volume-based text; a CANNOT_TELL one goes after it
+ * (the volume is then all there is). draft is freed; NULL on no memory. */
+static char *with_trace(char *draft, const struct sg_block_case *bc)
+{
+    const char *q = bc->french ? "1. \u00cates-vous l'exp\u00e9diteur" : "1. Are you the sender";
+    char *ans, *out, *p, *end, *nl;
+    bool replace;
+    size_t n;
+
+    if (draft == NULL || bc->trace == NULL)
+        return draft;
+    if ((p = strstr(draft, q)) == NULL || (nl = strchr(p, '\n')) == NULL ||
+        (end = strstr(nl, "\n\n2. ")) == NULL)
+        return draft;
+    if ((ans = sg_trace_answer(bc->trace, bc->a->address, bc->french)) == NULL) {
+        free(draft);
+        return NULL;
+    }
+    replace = bc->trace->verdict != SG_TRACE_CANNOT_TELL;
+    n = strlen(draft) + strlen(ans) + 2;
+    if ((out = malloc(n)) != NULL) {
+        size_t head = (size_t)(replace ? nl + 1 - draft : end + 1 - draft);
+        size_t al = strlen(ans);
+        memcpy(out, draft, head);
+        memcpy(out + head, ans, al);
+        if (al > 0 && ans[al - 1] != '\n')
+            out[head + al++] = '\n';
+        strcpy(out + head + al, end + 1);
+    }
+    free(ans);
+    free(draft);
+    return out;
 }
 
 char *sg_block_case_draft(const struct sg_block_case *bc)
@@ -176,11 +249,11 @@ char *sg_block_case_draft(const struct sg_block_case *bc)
 
     if (!bc->evidence_ok) {
         memset(&none, 0, sizeof(none));
-        return sg_block_draft(bc->a, &none, &t, (const char *const *)bc->redir, bc->nredir,
-                              bc->redir_readable);
+        return with_trace(sg_block_draft(bc->a, &none, &t, (const char *const *)bc->redir,
+                                         bc->nredir, bc->redir_readable), bc);
     }
-    return sg_block_draft(bc->a, &bc->facts, &t, (const char *const *)bc->redir, bc->nredir,
-                          bc->redir_readable);
+    return with_trace(sg_block_draft(bc->a, &bc->facts, &t, (const char *const *)bc->redir,
+                                     bc->nredir, bc->redir_readable), bc);
 }
 
 /* state_note - one workflow event with its note (sg_wf_apply: the phase

@@ -165,10 +165,11 @@ class BlockE2E(harness.ScratchTestCase):
         for q in ("1. Are you the sender", "2. Do you have a redirection",
                   "3. Have you replied to a spam"):
             self.assertIn(q, body, f"the reply answers question {q[:2]}:\n{body}")
-        # question 1 answered from the evidence: not us, a new IP
+        # question 1 answered from the trace of the ticket's sample: the
+        # stand-in's own sample never crossed our relay (issue 18)
         q1 = body.split("1. Are you the sender", 1)[1].split("2. Do you have", 1)[0]
         self.assertRegex(q1, r"(?m)^No\.", f"answer 1 is 'No.':\n{q1}")
-        self.assertIn("127.0.0.1", q1, "answer 1 names the new IP")
+        self.assertIn("used outside our relays", q1, "answer 1: the password is used elsewhere")
         self.assertIn(str(ticket), body, "the reply names the ticket")
 
     def release_and_normal(self, e, qids, ticket):
@@ -206,6 +207,68 @@ class BlockE2E(harness.ScratchTestCase):
             self.assertEqual(blocked_alerts[0][2], str(ticket))
         alert_lines = [ln for ln in e.sg.log_lines() if "event=blocked" in ln and "[alert]" in ln]
         self.assertEqual(len(alert_lines), 1, "one LOG_ALERT block line: %s" % alert_lines)
+        self.assertEqual(e.sg.sanitizer_reports(), [])
+
+    # -- issue 18: the ticket's header sample traced to the message ----------------
+    def test_trace(self):
+        e = self.start_env("emailpro")
+        mark = e.sg.log_size()
+        res = e.env.smtp(3, e.sender, subject="trace me")
+        self.assertEqual(harness.tally(res)["2xx"], 3, res)
+        dec = e.sg.wait_decisions(3, since=mark)
+        e.sink.wait_count(3, timeout=30)
+        raw = e.sink.messages()[0]["raw"]
+        head = raw.replace("\r\n", "\n").split("\n\n", 1)[0]
+        m = re.search(r"^Message-ID:\s*<([^>]+)>", head, re.M | re.I)
+        self.assertIsNotNone(m, head)
+        mid = m.group(1)
+        m = re.search(r"by sg-e2e\.example \(Postfix\) with \S+ id (\w+)", head)
+        self.assertIsNotNone(m, f"Postfix wrote its Received: hop:\n{head}")
+        qid = m.group(1)
+        self.assertIn(qid, [r.qid for r in res])
+        d = [x for x in dec if x.get("qid") == qid]
+        self.assertEqual(len(d), 1, dec)
+        login = d[0]["identity"].strip("<>")
+        # the ticket quotes the delivered message's headers, as a ticket does
+        quoted = "".join("> " + ln + "\n" for ln in head.split("\n"))
+        r = e.standin.block(e.address, sample="\n" + quoted)
+        t = e.ctl("report", e.address)
+        self.assertEqual(t.returncode, 0, self.out(t))
+        p = e.ctl("report", e.address, "--json")
+        self.assertEqual(p.returncode, 0, self.out(p))
+        j = json.loads(p.stdout)
+        tr = j["trace"]
+        self.assertEqual(tr["verdict"], "passed", json.dumps(tr, indent=1))
+        msg = tr["samples"][0]["message"]
+        self.assertEqual(msg["qid"], qid, msg)
+        self.assertEqual(msg["ip"], "127.0.0.1", msg)
+        self.assertEqual(msg["login"], login, msg)
+        self.assertIn(mid, msg["msgid"], msg)
+        for what in (qid, "127.0.0.1", login):
+            self.assertIn(what, t.stdout.split("The ticket's header sample:", 1)[-1],
+                          f"report names {what}:{self.out(t)}")
+            self.assertIn(what, j["draft"], f"the draft names {what}:\n{j['draft']}")
+        q1 = j["draft"].split("1. Are you the sender", 1)[1].split("2. Do you have", 1)[0]
+        self.assertRegex(q1, r"(?m)^Yes\. ", q1)
+        # a sample from elsewhere, dated now: the password is used outside
+        e.standin.unblock(e.address)
+        now = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
+        other = ("Received: from [203.0.113.45] (unknown [203.0.113.45])\n"
+                 f"\t(Authenticated sender: {e.address})\n"
+                 "\tby smtp.elsewhere.example (Postfix) with ESMTPSA id 4ZZZ9Q1\n"
+                 f"\tfor <victim@example.invalid>; {now}\n"
+                 f"From: <{e.address}>\nDate: {now}\n"
+                 "Message-ID: <elsewhere.1@smtp.elsewhere.example>\n")
+        r2 = e.standin.block(e.address, sample="\n" + other)
+        self.assertNotEqual(r2["ticketNumber"], r["ticketNumber"], "a new ticket")
+        p = e.ctl("report", e.address, "--json")
+        self.assertEqual(p.returncode, 0, self.out(p))
+        j = json.loads(p.stdout)
+        self.assertEqual(j["trace"]["verdict"], "not_ours", json.dumps(j["trace"], indent=1))
+        q1 = j["draft"].split("1. Are you the sender", 1)[1].split("2. Do you have", 1)[0]
+        self.assertIn("used outside our relays", q1, q1)
+        self.assertIn(f"rotate-password {e.address}", q1, q1)
+        self.assertIn("change the password first", q1, q1)
         self.assertEqual(e.sg.sanitizer_reports(), [])
 
     # -- the full cycle, per offer ------------------------------------------------

@@ -27,6 +27,7 @@ enum sg_store_status decide(const char *acct, const struct sg_limit *l, size_t n
                             const struct sg_charge *c, bool charge_refused,
                             struct sg_store_result *res);
 void put_state(const char *acct, const struct sg_account_state *s);
+sg_store_t *redis_store_bounded(int trace_max);
 uint64_t used(const char *acct, const struct sg_limit *l, enum sg_unit u);
 
 /* store_conformance_state.c */
@@ -37,5 +38,9 @@ void test_held(void **state);
 void test_held_on_decide(void **state);
 void test_evidence(void **state);
 void test_lock(void **state);
+
+/* store_conformance_trace.c */
+void test_trace_index(void **state);
+void test_trace_trim(void **state);
 
 #endif

@@ -2,9 +2,10 @@
  * test_store_conformance - one store contract, both backends: every store
  * operation (decide, each cap kind, all-or-nothing, charge_refused,
  * sliding windows, warn_at, lockdown, held queue ids, state transitions,
- * evidence, implicit identities, locks) through sg_store_t only, the
+ * evidence, the trace index, implicit identities, locks) through sg_store_t only, the
  * dispatch the daemon uses. This file: the server, the decisions and the
- * windows; store_conformance_state.c: state, held ids, evidence, locks.
+ * windows; store_conformance_state.c: state, held ids, evidence, locks;
+ * store_conformance_trace.c: the trace index.
  *
  *   test_store_conformance memory
  *   test_store_conformance redis     (starts its own redis-server on a
@@ -199,6 +200,21 @@ static int group_setup(void **state)
 }
 
 /* --- helpers --------------------------------------------------------------- */
+
+/* Another Redis store on the test's server, with its own trace bound. */
+sg_store_t *redis_store_bounded(int trace_max)
+{
+    char err[256] = "";
+    struct sg_redis_settings rs = {
+        .host = "127.0.0.1", .port = g_port, .prefix = "sgc:", .connect_timeout_ms = 2000,
+        .command_timeout_ms = 5000, .pool_size = 2, .trace_max = trace_max,
+    };
+    sg_store_t *st = sg_store_redis_new(&rs, test_clock, NULL, err, sizeof(err));
+
+    if (st == NULL)
+        fprintf(stderr, "store: %s\n", err);
+    return st;
+}
 
 void unique(char *buf, size_t n, const char *what)
 {
@@ -652,6 +668,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_held),
         cmocka_unit_test(test_evidence),
         cmocka_unit_test(test_lock),
+        cmocka_unit_test(test_trace_index),
+        cmocka_unit_test(test_trace_trim),
     };
 
     if (argc != 2 || (strcmp(argv[1], "memory") != 0 && strcmp(argv[1], "redis") != 0)) {
