@@ -186,7 +186,9 @@ const char *sg_trace_verdict_name(enum sg_trace_verdict v);    /* "passed", "not
 const char *sg_trace_why_name(enum sg_trace_why w);            /* "older", ... ("" none) */
 
 /* The whole trace for the block workflow: parse `text` (a ticket message's
- * body or its header sample; NULL: none), match it through the store. A
+ * body or its header sample; NULL: none), match it through the store.
+ * relay_names NULL: our relays are the relay names the account's recorded
+ * messages carry. A
  * store error makes what is not PASSED a CANNOT_TELL (NO_RECORD). The
  * memory store records nothing: CANNOT_TELL, NO_RECORD. malloc'd (free()),
  * NULL when out of memory. */
@@ -196,6 +198,10 @@ struct sg_trace_result *sg_trace_run(sg_store_t *st, const char *account,
 
 /* --- renderings (malloc'd; NULL only when out of memory) ----------------- */
 
+/* For the block alert's line and alert.command's SG_SUMMARY: one line of
+ * key=value, every outside value escaped ("trace=passed relay=R qid=Q
+ * ip=I login=L", "trace=not_ours", "trace=cannot_tell why=older"). */
+char *sg_trace_token(const struct sg_trace_result *r, char *buf, size_t size);
 /* For `sendguardctl report`: a few lines, every outside value escaped. */
 char *sg_trace_text(const struct sg_trace_result *r, const char *account);
 /* For --json: an object {verdict, why, samples:[...]} (new reference). */

@@ -189,6 +189,32 @@ char *sg_trace_text(const struct sg_trace_result *r, const char *account)
     return out_close(b, &s);
 }
 
+char *sg_trace_token(const struct sg_trace_result *r, char *buf, size_t size)
+{
+    char relay[200], qid[140], ip[110], login[300];
+    const struct sg_trace_finding *f = NULL;
+
+    if (r == NULL) {
+        snprintf(buf, size, "trace=cannot_tell why=none");
+        return buf;
+    }
+    for (size_t i = 0; i < r->n && f == NULL; i++)
+        if (r->f[i].verdict == SG_TRACE_PASSED)
+            f = &r->f[i];
+    if (r->verdict == SG_TRACE_PASSED && f != NULL)
+        snprintf(buf, size, "trace=passed relay=%s qid=%s ip=%s login=%s",
+                 sg_log_esc(relay, sizeof(relay), f->msg.relay),
+                 sg_log_esc(qid, sizeof(qid), f->msg.qid),
+                 sg_log_esc(ip, sizeof(ip), f->msg.ip[0] ? f->msg.ip : "-"),
+                 sg_log_esc(login, sizeof(login), f->msg.identity[0] ? f->msg.identity : "-"));
+    else if (r->verdict == SG_TRACE_NOT_OURS)
+        snprintf(buf, size, "trace=not_ours");
+    else
+        snprintf(buf, size, "trace=cannot_tell why=%s",
+                 *sg_trace_why_name(r->why) ? sg_trace_why_name(r->why) : "none");
+    return buf;
+}
+
 /* --- JSON ------------------------------------------------------------------- */
 
 static json_t *js(const char *s)

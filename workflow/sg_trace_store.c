@@ -151,9 +151,49 @@ void sg_trace_store_free(struct sg_trace_store *ts)
     free(ts);
 }
 
+static struct sg_trace_result *trace_run(sg_store_t *st, const char *account,
+                                         const char *const *relay_names, size_t nnames,
+                                         const char *text, int64_t now_ms);
+
+/* Our relays, when the caller names none: the relay names the account's
+ * recent records carry (at most 32, deduplicated). */
+static size_t recorded_relays(const struct sg_evidence_report *rep, const char **names,
+                              size_t max)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < rep->nrecent && n < max; i++) {
+        const char *r = rep->recent[i].relay;
+        bool dup = r == NULL || r[0] == '\0';
+        for (size_t k = 0; k < n && !dup; k++)
+            dup = strcmp(names[k], r) == 0;
+        if (!dup)
+            names[n++] = r;
+    }
+    return n;
+}
+
 struct sg_trace_result *sg_trace_run(sg_store_t *st, const char *account,
                                      const char *const *relay_names, size_t nnames,
                                      const char *text, int64_t now_ms)
+{
+    struct sg_trace_result *r;
+    struct sg_evidence_report rep;
+    const char *names[32];
+
+    if (relay_names != NULL)
+        return trace_run(st, account, relay_names, nnames, text, now_ms);
+    if (sg_store_evidence_get(st, account, &rep) != 0)
+        return trace_run(st, account, NULL, 0, text, now_ms);
+    nnames = recorded_relays(&rep, names, 32);
+    r = trace_run(st, account, names, nnames, text, now_ms);
+    sg_evidence_report_free(&rep);
+    return r;
+}
+
+static struct sg_trace_result *trace_run(sg_store_t *st, const char *account,
+                                         const char *const *relay_names, size_t nnames,
+                                         const char *text, int64_t now_ms)
 {
     struct sg_trace_result *r = calloc(1, sizeof(*r));
     struct sg_trace_samples *s = NULL;

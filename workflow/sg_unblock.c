@@ -113,33 +113,15 @@ static void gather_ticket(sg_ovh_t *c, struct sg_block_case *bc, const struct sg
  * relay names the account's recent records carry. */
 static void gather_trace(sg_store_t *st, struct sg_block_case *bc, int64_t now_ms)
 {
-    struct sg_evidence_report rep;
-    const char *names[32];
-    size_t nnames = 0;
-    bool have = sg_store_evidence_get(st, bc->a->address, &rep) == 0;
-
-    if (bc->ticket_message == NULL && bc->header_sample == NULL) {
-        if (have)
-            sg_evidence_report_free(&rep);
+    if (bc->ticket_message == NULL && bc->header_sample == NULL)
         return;
-    }
-    for (size_t i = 0; have && i < rep.nrecent && nnames < 32; i++) {
-        const char *r = rep.recent[i].relay;
-        bool dup = r == NULL || r[0] == '\0';
-        for (size_t k = 0; k < nnames && !dup; k++)
-            dup = strcmp(names[k], r) == 0;
-        if (!dup)
-            names[nnames++] = r;
-    }
-    bc->trace = sg_trace_run(st, bc->a->address, names, nnames,
+    bc->trace = sg_trace_run(st, bc->a->address, NULL, 0,
                              bc->ticket_message ? bc->ticket_message : bc->header_sample,
                              now_ms);
     if (bc->trace != NULL && bc->trace->n == 0 && bc->ticket_message && bc->header_sample) {
         free(bc->trace);
-        bc->trace = sg_trace_run(st, bc->a->address, names, nnames, bc->header_sample, now_ms);
+        bc->trace = sg_trace_run(st, bc->a->address, NULL, 0, bc->header_sample, now_ms);
     }
-    if (have)
-        sg_evidence_report_free(&rep);
 }
 
 /* gather - the case; status and t: what the caller already read from the

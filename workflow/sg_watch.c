@@ -28,8 +28,9 @@
  * rounds longer than its client needs, or block sg_watch_stop for long
  * (the client's abort hook ends a call in progress).
  */
-#include "sg_time.h"
 #include "sg_watch.h"
+#include "sg_time.h"
+#include "sg_trace.h"
 
 #include "sg_block.h"
 #include "sg_log.h"
@@ -70,13 +71,37 @@ static long last_global_fail, last_account_fail, last_store_fail, last_budget, l
  * lost race. A failed lookup is logged on its own line. */
 struct watch_fill {
     sg_ovh_t *c;
+    sg_store_t *store;
     const struct sg_account *a;
     int64_t looked_up;            /* the ticket number looked up, INT64_MIN: none yet */
     int64_t number;               /* the ticket's number as found, -1 none */
     bool found;                   /* ticket holds the ticket found (auto_reply reuses it) */
     struct sg_ovh_ticket ticket;
     char note[256];
+    char trace[512];              /* the ticket's sample traced (sg_trace_token), "" none */
 };
+
+/* The ticket's header sample traced to the relays' records (the first
+ * support message, else the sample cut from the messages), as one
+ * key=value token for the alert (issue 18). */
+static void trace_ticket(struct watch_fill *wf, const struct sg_ovh_message *m, size_t nm,
+                         const char *sample)
+{
+    const char *text = sample;
+    struct sg_trace_result *r;
+
+    for (size_t i = 0; i < nm; i++)
+        if (strcmp(m[i].from, "support") == 0 && m[i].body != NULL) {
+            text = m[i].body;
+            break;
+        }
+    if (text == NULL || wf->store == NULL)
+        return;
+    if ((r = sg_trace_run(wf->store, wf->a->address, NULL, 0, text, sg_time_real_ms())) == NULL)
+        return;
+    sg_trace_token(r, wf->trace, sizeof(wf->trace));
+    free(r);
+}
 
 static void note_ticket(struct watch_fill *wf, int64_t number)
 {
@@ -90,6 +115,7 @@ static void note_ticket(struct watch_fill *wf, int64_t number)
     wf->looked_up = number;
     wf->number = -1;
     wf->found = false;
+    wf->trace[0] = '\0';
     if (sg_ovh_ticket_find(wf->c, wf->a, number, &t, &err) != 0) {
         char msg[700], esc[300];
         snprintf(wf->note, sizeof(wf->note), "ticket_id=- ticket_lookup=failed");
@@ -104,6 +130,7 @@ static void note_ticket(struct watch_fill *wf, int64_t number)
     if (sg_ovh_ticket_messages(wf->c, t.id, &m, &nm, &err) == 0) {
         struct sg_ovh_evidence ev;
         sg_ovh_ticket_evidence(m, nm, &ev);
+        trace_ticket(wf, m, nm, ev.headers);
         snprintf(wf->note, sizeof(wf->note), "ticket_id=%" PRId64 " suspicious=%ld headers=%s",
                  t.id, ev.suspicious, ev.headers ? "yes" : "no");
         sg_ovh_evidence_clear(&ev);
@@ -143,11 +170,15 @@ static void announce(sg_ovh_t *c, sg_store_t *store, const struct sg_settings *s
                      const struct sg_account_state *next, const struct sg_wf_step *sp,
                      const struct watch_fill *wf, int64_t now_ms)
 {
-    char esc[300], summary[512];
+    char esc[300], summary[1024];
     bool blocked = sp->to == SG_WF_BLOCKED;
 
     sg_log_esc(esc, sizeof(esc), a->address);
     sg_block_summary(store, a->address, now_ms, summary, sizeof(summary));
+    if (blocked && wf->trace[0] != '\0') {
+        size_t n = strlen(summary);
+        snprintf(summary + n, sizeof(summary) - n, "%s%s", n ? " " : "", wf->trace);
+    }
     if (blocked)
         sg_log(LOG_ALERT, "ovh: account=<%s> offer=%s event=blocked ticket=%" PRId64
                " state=%s %s%s%s", esc, sg_offer_name(a->offer), next->ticket,
@@ -177,7 +208,8 @@ size_t sg_watch_round(sg_ovh_t *c, sg_store_t *store, const struct sg_settings *
         struct sg_ovh_err err;
         struct sg_account_state next;
         struct sg_wf_step sp;
-        struct watch_fill wf = { .c = c, .a = a, .looked_up = INT64_MIN, .number = -1 };
+        struct watch_fill wf = { .c = c, .store = store, .a = a, .looked_up = INT64_MIN,
+                                 .number = -1 };
         struct sg_wf_event_in ev;
         int rc;
 

@@ -231,7 +231,14 @@ class BlockE2E(harness.ScratchTestCase):
         login = d[0]["identity"].strip("<>")
         # the ticket quotes the delivered message's headers, as a ticket does
         quoted = "".join("> " + ln + "\n" for ln in head.split("\n"))
+        mark = e.sg.log_size()
         r = e.standin.block(e.address, sample="\n" + quoted)
+        e.kick()
+        # the block alert's evidence summary carries the trace too
+        line = e.sg.wait_log(r"ovh: account=<%s> offer=\S+ event=blocked " % re.escape(e.address),
+                             since=mark, timeout=POLL_S)
+        self.assertIn(f" trace=passed relay=", line, line)
+        self.assertIn(f" qid={qid} ip=127.0.0.1 login=", line, line)
         t = e.ctl("report", e.address)
         self.assertEqual(t.returncode, 0, self.out(t))
         p = e.ctl("report", e.address, "--json")
@@ -251,7 +258,11 @@ class BlockE2E(harness.ScratchTestCase):
         q1 = j["draft"].split("1. Are you the sender", 1)[1].split("2. Do you have", 1)[0]
         self.assertRegex(q1, r"(?m)^Yes\. ", q1)
         # a sample from elsewhere, dated now: the password is used outside
+        mark = e.sg.log_size()
         e.standin.unblock(e.address)
+        e.kick()
+        e.sg.wait_log(r"ovh: account=<%s> offer=\S+ event=unblocked " % re.escape(e.address),
+                      since=mark, timeout=POLL_S)
         now = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
         other = ("Received: from [203.0.113.45] (unknown [203.0.113.45])\n"
                  f"\t(Authenticated sender: {e.address})\n"
@@ -259,7 +270,12 @@ class BlockE2E(harness.ScratchTestCase):
                  f"\tfor <victim@example.invalid>; {now}\n"
                  f"From: <{e.address}>\nDate: {now}\n"
                  "Message-ID: <elsewhere.1@smtp.elsewhere.example>\n")
+        mark = e.sg.log_size()
         r2 = e.standin.block(e.address, sample="\n" + other)
+        e.kick()
+        line = e.sg.wait_log(r"ovh: account=<%s> offer=\S+ event=blocked " % re.escape(e.address),
+                             since=mark, timeout=POLL_S)
+        self.assertIn(" trace=not_ours", line, line)
         self.assertNotEqual(r2["ticketNumber"], r["ticketNumber"], "a new ticket")
         p = e.ctl("report", e.address, "--json")
         self.assertEqual(p.returncode, 0, self.out(p))
