@@ -35,6 +35,22 @@ bool sg_ovh_json_int_or_null(const json_t *obj, const char *key, int64_t *out,
 bool sg_ovh_json_str(const json_t *obj, const char *key, char *buf, size_t len,
                      const char *what, struct sg_ovh_err *err);
 
-/* Time helpers (ms). */
+/* Entries accepted from one listing call. */
+#define SG_OVH_LIST_MAX 100000
+
+/* Shared by the request files (sg_ovh_account.c, sg_ovh_password.c,
+ * sg_ovh_ticket.c). */
+const char *sg_ovh_offer_label(enum sg_offer o);
+/* The account's route plus suffix ("" or "/changePassword"); NULL with err. */
+char *sg_ovh_account_path(const struct sg_account *a, const char *suffix,
+                          struct sg_ovh_err *err);
+/* "GET <path>" for shape errors, escaped, in buf. */
+const char *sg_ovh_what(char *buf, size_t len, const char *method, const char *path);
+void sg_ovh_shape_error(struct sg_ovh_err *err, const char *w, const char *expected);
+/* GET path answering an array of ids (tickets, tasks). */
+int sg_ovh_get_ids(sg_ovh_t *c, const char *path, int64_t **ids, size_t *n,
+                   struct sg_ovh_err *err);
+/* qsort comparator: int64_t, largest first. */
+int sg_ovh_cmp_desc(const void *a, const void *b);
 
 #endif
