@@ -13,7 +13,8 @@
  * err->unknown_outcome set, for the caller to read back. Every request of
  * the process goes through one budget (SG_OVH_BUDGET a minute, sliding
  * window) and a 429's Retry-After holds them all.
- * Replies are capped (max_reply) and must be JSON.
+ * Replies are capped (max_reply) and must be JSON; their bytes are decoded
+ * by sg_ovh_reply.c, which also holds the error texts.
  * Must not: share a handle between threads, follow redirects, log or
  * report a secret, trust a byte of a reply before checking its shape, or
  * resend a write that may have been carried out.
@@ -68,156 +69,6 @@ struct sg_ovh {
 };
 
 enum kind { K_UNSIGNED, K_SIGNED, K_TOKEN };
-
-/* ---- small helpers -------------------------------------------------------- */
-
-void sg_ovh_err_clear(struct sg_ovh_err *e)
-{
-    if (e)
-        memset(e, 0, sizeof(*e));
-}
-
-/* sg_ovh_err_field - outside text for a human-readable error: printable
- * ASCII and spaces kept, every other byte (controls, DEL, non-ASCII, and
- * the backslash itself) as \xHH, so no reply can move a cursor or forge a
- * line; a cut value ends in "...". (Log lines escape further, with
- * sg_log_escape, where a value sits in key=value.) */
-void sg_ovh_err_field(char *dst, size_t dstsize, const char *src, size_t srclen)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-
-    if (dstsize == 0)
-        return;
-    for (size_t i = 0; src && i < srclen; i++) {
-        unsigned char ch = (unsigned char)src[i];
-        bool keep = ch >= 0x20 && ch < 0x7f && ch != '\\';
-        size_t need = keep ? 1 : 4;
-
-        if (o + need + 1 > dstsize) {
-            if (dstsize >= 4) {
-                o = o < dstsize - 4 ? o : dstsize - 4;
-                memcpy(dst + o, "...", 3);
-                o += 3;
-            }
-            break;
-        }
-        if (keep) {
-            dst[o++] = (char)ch;
-        } else {
-            dst[o++] = '\\';
-            dst[o++] = 'x';
-            dst[o++] = hex[ch >> 4];
-            dst[o++] = hex[ch & 15];
-        }
-    }
-    dst[o] = '\0';
-}
-
-void sg_ovh_err_set(struct sg_ovh_err *e, enum sg_ovh_rc rc, const char *fmt, ...)
-{
-    char raw[512];
-    va_list ap;
-
-    if (!e)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(raw, sizeof(raw), fmt, ap);
-    va_end(ap);
-    e->rc = rc;
-    e->http_status = 0;
-    e->code[0] = e->query_id[0] = '\0';
-    /* Our own text is already printable; values in it were escaped by the caller. */
-    snprintf(e->message, sizeof(e->message), "%s", raw);
-}
-
-char *sg_ovh_strerror(const struct sg_ovh_err *e, char *buf, size_t len)
-{
-    size_t o = 0;
-
-#define ADD(...) do { if (o < len) { int n_ = snprintf(buf + o, len - o, __VA_ARGS__); \
-                                     if (n_ > 0) o += (size_t)n_; } } while (0)
-    if (len == 0)
-        return buf;
-    buf[0] = '\0';
-    if (*e->request)
-        ADD("%s: ", e->request);
-    if (e->http_status)
-        ADD("HTTP %ld ", e->http_status);
-    if (*e->code)
-        ADD("%s: ", e->code);
-    ADD("%s", *e->message ? e->message : "error");
-    if (*e->query_id)
-        ADD(" (query id %s)", e->query_id);
-#undef ADD
-    return buf;
-}
-
-bool sg_ovh_err_is_auth(const struct sg_ovh_err *e)
-{
-    if (e->rc == SG_OVH_E_CONFIG)
-        return true;
-    if (e->rc != SG_OVH_E_API)
-        return false;
-    return e->http_status == 401 || strcmp(e->code, "INVALID_CREDENTIAL") == 0 ||
-           strcmp(e->code, "INVALID_KEY") == 0 || strcmp(e->code, "NOT_CREDENTIAL") == 0;
-}
-
-static void set_request(struct sg_ovh_err *e, const char *method, const char *what)
-{
-    char esc[sizeof(e->request) - 8];
-
-    sg_log_esc(esc, sizeof(esc), what);
-    snprintf(e->request, sizeof(e->request), "%s %s", method, esc);
-}
-
-/* ---- JSON shape checks ---------------------------------------------------- */
-
-bool sg_ovh_json_bool(const json_t *obj, const char *key, bool *out,
-                      const char *what, struct sg_ovh_err *err)
-{
-    json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
-
-    if (!json_is_boolean(v)) {
-        sg_ovh_err_set(err, SG_OVH_E_REPLY, "reply to %s has no boolean \"%s\"", what, key);
-        return false;
-    }
-    *out = json_is_true(v);
-    return true;
-}
-
-bool sg_ovh_json_int_or_null(const json_t *obj, const char *key, int64_t *out,
-                             const char *what, struct sg_ovh_err *err)
-{
-    json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
-
-    if (!v || json_is_null(v)) {
-        *out = -1;
-        return true;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < 0) {
-        sg_ovh_err_set(err, SG_OVH_E_REPLY, "reply to %s: \"%s\" is not a number", what, key);
-        return false;
-    }
-    *out = (int64_t)json_integer_value(v);
-    return true;
-}
-
-bool sg_ovh_json_str(const json_t *obj, const char *key, char *buf, size_t len,
-                     const char *what, struct sg_ovh_err *err)
-{
-    json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
-
-    buf[0] = '\0';
-    if (!v || json_is_null(v))
-        return true;
-    if (!json_is_string(v)) {
-        sg_ovh_err_set(err, SG_OVH_E_REPLY, "reply to %s: \"%s\" is not a string", what, key);
-        return false;
-    }
-    snprintf(buf, len, "%s", json_string_value(v));
-    return true;
-}
 
 /* ---- the client ----------------------------------------------------------- */
 
@@ -731,38 +582,6 @@ static bool pause_ms(sg_ovh_t *c, int64_t ms)
     }
 }
 
-/* api_error - fill err from an error reply (JSON {message, errorCode} or not) */
-static void api_error(sg_ovh_t *c, long status, struct sg_ovh_err *err)
-{
-    json_t *j = c->rlen ? json_loadb(c->rbuf, c->rlen, 0, NULL) : NULL;
-    json_t *m = json_is_object(j) ? json_object_get(j, "message") : NULL;
-    json_t *code = json_is_object(j) ? json_object_get(j, "errorCode") : NULL;
-
-    if (!json_is_string(code) && json_is_object(j)) {
-        /* OAuth2 errors: {"error": "invalid_client", "error_description": "..."} */
-        code = json_object_get(j, "error");
-        if (!json_is_string(m))
-            m = json_object_get(j, "error_description");
-    }
-    err->rc = SG_OVH_E_API;
-    err->http_status = status;
-    if (json_is_string(m)) {
-        sg_ovh_err_field(err->message, sizeof(err->message), json_string_value(m),
-                         json_string_length(m));
-    } else if (c->rlen) {
-        char esc[360];
-        sg_ovh_err_field(esc, sizeof(esc), c->rbuf, c->rlen < 80 ? c->rlen : 80);
-        snprintf(err->message, sizeof(err->message), "error reply not in the API's format: %s", esc);
-    } else {
-        snprintf(err->message, sizeof(err->message), "empty error reply");
-    }
-    if (json_is_string(code))
-        sg_ovh_err_field(err->code, sizeof(err->code), json_string_value(code),
-                         json_string_length(code));
-    snprintf(err->query_id, sizeof(err->query_id), "%s", c->query_id);
-    json_decref(j);
-}
-
 static int ensure_auth(sg_ovh_t *c, struct sg_ovh_err *err);
 
 /* exchange - a request with the retry rules; on success the body is in
@@ -825,7 +644,7 @@ static int exchange(sg_ovh_t *c, const struct req *r, long *status, struct sg_ov
                 transient = transient_curl_error(cc);
             }
         } else {
-            api_error(c, *status, err);
+            sg_ovh_decode_error(c->rbuf, c->rlen, *status, c->query_id, err);
             if (*status == 429 || *status >= 500) {
                 wait = retry_after_ms(c);
                 if (*status == 429)
@@ -876,55 +695,23 @@ static int exchange(sg_ovh_t *c, const struct req *r, long *status, struct sg_ov
     }
 }
 
-static int decode_reply(sg_ovh_t *c, json_t **reply, struct sg_ovh_err *err)
-{
-    json_error_t jerr;
-    json_t *j;
-
-    if (c->rlen == 0) {
-        j = json_null();
-    } else {
-        j = json_loadb(c->rbuf, c->rlen, JSON_DECODE_ANY, &jerr);
-        if (!j) {
-            char esc[200], txt[200];
-            sg_ovh_err_field(esc, sizeof(esc), c->rbuf, c->rlen < 40 ? c->rlen : 40);
-            sg_ovh_err_field(txt, sizeof(txt), jerr.text, strlen(jerr.text));
-            sg_ovh_err_set(err, SG_OVH_E_REPLY, "reply is not JSON (%s at byte %d; %zu bytes, starting \"%s\")",
-                           txt, jerr.position, c->rlen, esc);
-            snprintf(err->query_id, sizeof(err->query_id), "%s", c->query_id);
-            return -1;
-        }
-    }
-    if (reply)
-        *reply = j;
-    else
-        json_decref(j);
-    return 0;
-}
-
 /* fetch_delta - GET /auth/time (unsigned) and cache server - local */
 static int fetch_delta(sg_ovh_t *c, struct sg_ovh_err *err)
 {
     char url[600];
     struct req r = { K_UNSIGNED, "GET", url, NULL, 0 };
     long status;
-    json_t *j = NULL;
+    int64_t server;
 
     snprintf(url, sizeof(url), "%s/auth/time", c->base);
-    if (exchange(c, &r, &status, err) != 0 || decode_reply(c, &j, err) != 0) {
-        set_request(err, "GET", "/auth/time");
+    if (exchange(c, &r, &status, err) != 0 ||
+        sg_ovh_decode_time(c->rbuf, c->rlen, c->query_id, &server, err) != 0) {
+        sg_ovh_set_request(err, "GET", "/auth/time");
         return -1;
     }
-    if (!json_is_integer(j) || json_integer_value(j) <= 0) {
-        json_decref(j);
-        sg_ovh_err_set(err, SG_OVH_E_REPLY, "reply is not a Unix time");
-        set_request(err, "GET", "/auth/time");
-        return -1;
-    }
-    c->delta = (int64_t)json_integer_value(j) - (int64_t)time(NULL);
+    c->delta = server - (int64_t)time(NULL);
     c->have_delta = true;
     c->delta_at = sg_time_mono_ms();
-    json_decref(j);
     return 0;
 }
 
@@ -934,33 +721,26 @@ static int fetch_token(sg_ovh_t *c, struct sg_ovh_err *err)
     static const char form[] = "grant_type=client_credentials&scope=all";
     struct req r = { K_TOKEN, "POST", c->token_url, form, sizeof(form) - 1 };
     long status;
-    json_t *j = NULL, *tok, *exp;
+    char *tok = NULL;
+    bool has_exp;
+    int64_t exp;
 
-    if (exchange(c, &r, &status, err) != 0 || decode_reply(c, &j, err) != 0) {
-        set_request(err, "POST", c->token_url);
+    if (exchange(c, &r, &status, err) != 0) {
+        sg_ovh_set_request(err, "POST", c->token_url);
         return -1;
     }
-    tok = json_is_object(j) ? json_object_get(j, "access_token") : NULL;
-    exp = json_is_object(j) ? json_object_get(j, "expires_in") : NULL;
-    if (!json_is_string(tok) || json_string_length(tok) == 0 || json_string_length(tok) > 4096 ||
-        strpbrk(json_string_value(tok), "\r\n") || (exp && !json_is_integer(exp))) {
-        json_decref(j);
-        sg_ovh_err_set(err, SG_OVH_E_REPLY, "OAuth2 token reply lacks access_token/expires_in");
-        set_request(err, "POST", c->token_url);
+    if (sg_ovh_decode_token(c->rbuf, c->rlen, c->query_id, &tok, &has_exp, &exp, err) != 0) {
+        if (err->rc != SG_OVH_E_NOMEM)       /* out of memory names no request */
+            sg_ovh_set_request(err, "POST", c->token_url);
         return -1;
     }
     wipe_free(c->token);
-    if (!(c->token = strdup(json_string_value(tok)))) {
-        json_decref(j);
-        sg_ovh_err_set(err, SG_OVH_E_NOMEM, "out of memory");
-        return -1;
-    }
-    int64_t life = exp ? (int64_t)json_integer_value(exp) * 1000 : 3600 * 1000;
+    c->token = tok;
+    int64_t life = has_exp ? exp * 1000 : 3600 * 1000;
     life -= TOKEN_MARGIN_MS;
     if (life < 0)
         life = 0;
     c->token_until = sg_time_mono_ms() + life;
-    json_decref(j);
     return 0;
 }
 
@@ -1029,14 +809,14 @@ int sg_ovh_call(sg_ovh_t *c, const char *method, const char *path, const json_t 
     struct req r = { signed_ ? K_SIGNED : K_UNSIGNED, method, url, bodystr,
                      bodystr ? strlen(bodystr) : 0 };
     if (exchange(c, &r, &status, err) == 0) {
-        if (decode_reply(c, reply, err) == 0)
+        if (sg_ovh_decode_body(c->rbuf, c->rlen, c->query_id, reply, err) == 0)
             rc = 0;
         else if (strcmp(method, "GET") != 0)
             err->unknown_outcome = true;      /* accepted, but the answer is unreadable */
     }
 out:
     if (rc != 0 && err && !*err->request)
-        set_request(err, method, path);
+        sg_ovh_set_request(err, method, path);
     if (bodystr) {
         explicit_bzero(bodystr, strlen(bodystr));   /* may hold a password */
         free(bodystr);

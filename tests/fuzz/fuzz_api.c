@@ -1,9 +1,7 @@
 /*
  * fuzz_api - every parser of OVHcloud API replies, with the HTTP layer
- * replaced by the input. There is no public seam below sg_ovh_call (the
- * reply decoding, error bodies, /auth/time and OAuth2 token replies are
- * static in ovh/sg_ovh_http.c, behind curl), so this target is linked
- * with -Wl,--wrap=sg_ovh_call: every call the ovh/ code makes gets the
+ * replaced by the input. This target is linked with
+ * -Wl,--wrap=sg_ovh_call: every call the ovh/ code makes gets the
  * next reply of the input, decoded as sg_ovh_call decodes a success body
  * (json_loadb with JSON_DECODE_ANY; an empty body is JSON null).
  *
@@ -17,6 +15,11 @@
  *   2 sg_ovh_change_password     7 sg_ovh_credential_request
  *   3 sg_ovh_redirections        8 sg_block_gather + sg_block_case_draft
  *   4 sg_ovh_ticket_find         9 sg_watch_round (memory store)
+ * Byte 0 >= 0xF0: the decoders below sg_ovh_call instead (the seam of
+ * ovh/sg_ovh_internal.h, what sg_ovh_call and its authentication use on
+ * the bytes curl received): the whole rest of the input as one reply, to
+ * sg_ovh_decode_body, sg_ovh_decode_error (HTTP 400 + byte 1),
+ * sg_ovh_decode_time and sg_ovh_decode_token.
  * Open findings (RESULTS.md, inputs in tests/fuzz/crashes/): with
  * SG_FUZZ_MASK_OPEN=1 in the environment (tests/fuzz/run sets it while
  * fuzzing, not while replaying tests/fuzz/crashes/), an empty array
@@ -38,6 +41,7 @@
 #include "sg_block.h"
 #include "sg_log.h"
 #include "sg_ovh.h"
+#include "sg_ovh_internal.h"
 #include "sg_store.h"
 #include "sg_watch.h"
 
@@ -202,6 +206,45 @@ int __wrap_sg_ovh_call(sg_ovh_t *c, const char *method, const char *path, const 
     return 0;
 }
 
+/* The reply decoders of sg_ovh_reply.c on one reply. */
+static void fuzz_decoders(const uint8_t *data, size_t size, long status)
+{
+    static const char qid[] = "EU.ext-1.fuzz";
+    struct sg_ovh_err err;
+    json_t *j = NULL;
+    char *tok = NULL;
+    bool has_exp = false;
+    int64_t v = 0;
+
+    memset(&err, 0, sizeof(err));
+    if (sg_ovh_decode_body((const char *)data, size, qid, &j, &err) == 0)
+        json_decref(j);
+    else
+        check_err(&err);
+    memset(&err, 0, sizeof(err));
+    sg_ovh_decode_error((const char *)data, size, status, qid, &err);
+    if (err.rc != SG_OVH_E_API || err.http_status != status)
+        abort();
+    check_err(&err);
+    memset(&err, 0, sizeof(err));
+    if (sg_ovh_decode_time((const char *)data, size, qid, &v, &err) == 0) {
+        if (v <= 0)
+            abort();
+    } else {
+        check_err(&err);
+    }
+    memset(&err, 0, sizeof(err));
+    if (sg_ovh_decode_token((const char *)data, size, qid, &tok, &has_exp, &v, &err) == 0) {
+        if (!tok || !*tok || strpbrk(tok, "\r\n") || strlen(tok) > 4096)
+            abort();
+        free(tok);
+    } else {
+        if (tok)
+            abort();
+        check_err(&err);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const enum sg_offer offers[4] = { SG_OFFER_EXCHANGE, SG_OFFER_EMAILPRO,
@@ -219,6 +262,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size < 2)
         return 0;
+    if (data[0] >= 0xF0) {
+        fuzz_decoders(data + 2, size - 2, 400 + data[1]);
+        return 0;
+    }
     mode = data[0] % 10;
     opt = data[1];
     a.offer = offers[opt & 3];

@@ -245,4 +245,17 @@ write("ovhconf", "sections", "; comment\n# other comment\n[default]\nendpoint=ov
       "application_secret=S3CR3Tcasecret\nconsumer_key=S3CR3Tcaconsumer\n[kimsufi-eu]\n"
       "consumer_key=S3CR3Tunused\n")
 write("ovhconf", "malformed", "[default\nendpoint=\n[ovh-eu]\n=novalue\napplication_key\n")
+
+# the decoders below sg_ovh_call (byte 0 >= 0xF0; byte 1 + 400 = the error's status)
+DECODED = {
+    "decode-time": b"1767225600",
+    "decode-token": b'{"access_token":"eyJhbGciOi.fuzz","token_type":"Bearer","expires_in":3600}',
+    "decode-error": b'{"class":"Client::Forbidden","message":"This credential is not valid",'
+                    b'"errorCode":"INVALID_CREDENTIAL"}',
+    "decode-oauth2-error": b'{"error":"invalid_client","error_description":"bad client"}',
+    "decode-html": b"<html><body>502 Bad Gateway</body></html>",
+}
+for name, body in DECODED.items():
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(bytes([0xF0, 3]) + body)
 print("all corpora written")
