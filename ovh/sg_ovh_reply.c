@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define TOKEN_LIFE_MAX_S 86400       /* an OAuth2 token said to live longer: a day */
+
 /* ---- small helpers -------------------------------------------------------- */
 
 void sg_ovh_err_clear(struct sg_ovh_err *e)
@@ -248,7 +250,8 @@ int sg_ovh_decode_time(const char *buf, size_t len, const char *query_id, int64_
 }
 
 /* sg_ovh_decode_token - the OAuth2 token reply: access_token (copied into
- * *token, the caller's to wipe and free) and expires_in (seconds) */
+ * *token, the caller's to wipe and free) and expires_in (seconds, kept
+ * within [0, TOKEN_LIFE_MAX_S]) */
 int sg_ovh_decode_token(const char *buf, size_t len, const char *query_id, char **token,
                         bool *has_exp, int64_t *exp_s, struct sg_ovh_err *err)
 {
@@ -272,6 +275,13 @@ int sg_ovh_decode_token(const char *buf, size_t len, const char *query_id, char 
     }
     *has_exp = exp != NULL;
     *exp_s = exp ? (int64_t)json_integer_value(exp) : 0;
+    /* a hostile or broken lifetime must not overflow the caller's ms
+     * arithmetic: below 0 is 0 (fetch a new token at once), above a day is
+     * a day (OVHcloud's tokens live an hour) */
+    if (*exp_s < 0)
+        *exp_s = 0;
+    else if (*exp_s > TOKEN_LIFE_MAX_S)
+        *exp_s = TOKEN_LIFE_MAX_S;
     json_decref(j);
     return 0;
 }

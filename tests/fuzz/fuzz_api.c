@@ -237,6 +237,8 @@ static void fuzz_decoders(const uint8_t *data, size_t size, long status)
     if (sg_ovh_decode_token((const char *)data, size, qid, &tok, &has_exp, &v, &err) == 0) {
         if (!tok || !*tok || strpbrk(tok, "\r\n") || strlen(tok) > 4096)
             abort();
+        if (v < 0 || v > 86400)   /* the lifetime the caller multiplies by 1000 */
+            abort();
         free(tok);
     } else {
         if (tok)
